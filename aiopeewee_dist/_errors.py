@@ -1,0 +1,81 @@
+"""The exception hierarchy of aiopeewee_dist.
+
+::
+
+    AioPeeweeDistError
+     ├── ConfigurationError        (also ValueError)   bad URL, scheme, option, missing driver
+     ├── PoolError                 (also peewee.OperationalError)
+     │    ├── PoolTimeout          no connection free within ``acquire_timeout``
+     │    └── PoolClosed           the node's pool is closed
+     ├── RoutingError                                   no such node, write sent to a replica
+     │    ├── ReadOnlyError                             write inside ``manager.read_only()``
+     │    └── NoHealthyReplica                          no eligible replica and ``fallback="raise"``
+     ├── TransactionError                               misuse of a transaction block
+     └── EventLoopError            (also RuntimeError)  manager in use by a running loop elsewhere
+
+Driver errors (integrity, data, syntax) surface as Peewee's own exceptions
+(``peewee.IntegrityError`` and friends), exactly as with synchronous Peewee.
+"""
+
+from __future__ import annotations
+
+import peewee
+
+__all__ = [
+    "AioPeeweeDistError",
+    "ConfigurationError",
+    "EventLoopError",
+    "NoHealthyReplica",
+    "PoolClosed",
+    "PoolError",
+    "PoolTimeout",
+    "ReadOnlyError",
+    "RoutingError",
+    "TransactionError",
+]
+
+
+class AioPeeweeDistError(Exception):
+    """Base class of every error raised by aiopeewee_dist itself."""
+
+
+class ConfigurationError(AioPeeweeDistError, ValueError):
+    """A URL, option or topology is invalid; the message names the offending part."""
+
+
+class PoolError(AioPeeweeDistError, peewee.OperationalError):
+    """A node's pool could not provide a connection."""
+
+
+class PoolTimeout(PoolError):
+    """No connection became available within the node's ``acquire_timeout``."""
+
+
+class PoolClosed(PoolError):
+    """The node's pool is closed (``manager.close()`` was called)."""
+
+
+class RoutingError(AioPeeweeDistError):
+    """A query could not be sent where it was asked to go."""
+
+
+class ReadOnlyError(RoutingError):
+    """A write was attempted inside ``manager.read_only()`` or a read-only transaction."""
+
+
+class NoHealthyReplica(RoutingError):
+    """No replica is eligible for a read and the fallback policy is ``"raise"``."""
+
+
+class TransactionError(AioPeeweeDistError):
+    """A transaction block was used in a way that cannot work (e.g. across nodes)."""
+
+
+class EventLoopError(AioPeeweeDistError, RuntimeError):
+    """The manager's pools belong to an event loop that is still running elsewhere."""
+
+
+for _cls in list(globals().values()):
+    if isinstance(_cls, type) and issubclass(_cls, AioPeeweeDistError):
+        _cls.__module__ = "aiopeewee_dist"
+del _cls

@@ -1,0 +1,162 @@
+"""Per-node options: pool limits, node name and weight, and their conversion from URL text."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import ConfigurationError
+
+#: Field name -> (kind, lower bound, whether the bound itself is allowed).
+_RULES: dict[str, tuple[str, float, bool]] = {
+    "min_size": ("int", 0, True),
+    "max_size": ("int", 1, True),
+    "acquire_timeout": ("float", 0.0, False),
+    "connect_timeout": ("float", 0.0, False),
+    "max_lifetime": ("float", 0.0, False),
+    "max_idle": ("float", 0.0, False),
+    "ping_after_idle": ("optional_float", 0.0, True),
+}
+
+#: Names of the :class:`PoolOptions` fields, in declaration order.
+POOL_OPTION_NAMES: tuple[str, ...] = tuple(_RULES)
+
+#: Every option that belongs to us rather than to the driver when given in a URL query string.
+NODE_OPTION_NAMES: frozenset[str] = frozenset({"name", "weight", *POOL_OPTION_NAMES})
+
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+# Stricter than float(): no "nan", "inf", "1_0" or surrounding whitespace sneaking in from a URL.
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NODE_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,63}")
+
+
+def _check_field(name: str, value: object) -> int | float | None:
+    """Type- and range-check one pool option value; return it normalised (times become float)."""
+    kind, bound, inclusive = _RULES[name]
+    if kind == "optional_float" and value is None:
+        return None
+    # bool is an int subclass, but ``max_size=True`` is always a mistake.
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind != "int" else int):
+        expected = "an integer" if kind == "int" else "a number" if kind == "float" else "a number or None"
+        raise ConfigurationError(f"{name} must be {expected}, got {value!r}")
+    number: int | float = value
+    if kind != "int":
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigurationError(f"{name} must be finite, got {value!r}")
+    if number < bound or (number == bound and not inclusive):
+        raise ConfigurationError(f"{name} must be {'>=' if inclusive else '>'} {bound:g}, got {value!r}")
+    return number
+
+
+def _convert(name: str, text: str) -> int | float | None:
+    """Convert URL text for pool option ``name`` to its typed value, without range checks."""
+    kind = _RULES[name][0]
+    if kind == "optional_float" and text.lower() == "none":
+        return None
+    # The digit-count cap keeps int() away from its str-length limit (ValueError, not ours).
+    if kind == "int" and _INT_RE.fullmatch(text) and len(text) <= 100:
+        return int(text)
+    if kind != "int" and _FLOAT_RE.fullmatch(text):
+        return float(text)
+    expected = {"int": "an integer", "float": "a number", "optional_float": "a number or 'none'"}[kind]
+    raise ConfigurationError(f"option {name!r} must be {expected}, got {text!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolOptions:
+    """Limits of one node's connection pool; every time is in seconds."""
+
+    min_size: int = 0
+    max_size: int = 10
+    #: Wait at most this long for a free connection, then raise PoolTimeout.
+    acquire_timeout: float = 10.0
+    #: Opening one new connection.
+    connect_timeout: float = 10.0
+    #: Connections older than this are closed on return (the pool adds 0-5% jitter).
+    max_lifetime: float = 3600.0
+    #: Idle connections above ``min_size`` unused this long are closed.
+    max_idle: float = 600.0
+    #: Ping a connection on checkout if it sat idle longer than this; 0 = always, None = never.
+    ping_after_idle: float | None = 5.0
+
+    def __post_init__(self) -> None:
+        """Validate every field, raising ConfigurationError naming the offending option."""
+        for name in POOL_OPTION_NAMES:
+            object.__setattr__(self, name, _check_field(name, getattr(self, name)))
+        if self.min_size > self.max_size:
+            raise ConfigurationError(
+                f"min_size must be <= max_size, got min_size={self.min_size}, max_size={self.max_size}"
+            )
+
+    def replace(self, **changes: Any) -> PoolOptions:
+        """Return a validated copy with ``changes`` applied."""
+        unknown = sorted(set(changes) - set(POOL_OPTION_NAMES))
+        if unknown:
+            raise ConfigurationError(f"unknown pool option {unknown[0]!r}")
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_strings(cls, values: Mapping[str, str], *, base: PoolOptions | None = None) -> PoolOptions:
+        """Build options from URL query text on top of ``base`` (defaults if None).
+
+        ``name`` and ``weight`` are node options but not pool options, so they are skipped;
+        any other key that is not a pool option is an error.
+        """
+        changes: dict[str, Any] = {}
+        for key, text in values.items():
+            if key in ("name", "weight"):
+                continue
+            if key not in _RULES:
+                raise ConfigurationError(f"unknown pool option {key!r}")
+            changes[key] = _convert(key, text)
+        return (base or cls()).replace(**changes)
+
+
+def parse_weight(value: str | float | int) -> float:
+    """Return a node's load-balancing weight as a finite float >= 0 (text is accepted too)."""
+    if isinstance(value, str):
+        if not _FLOAT_RE.fullmatch(value):
+            raise ConfigurationError(f"weight must be a number, got {value!r}")
+        number: float = float(value)
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"weight must be a number, got {value!r}")
+    else:
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            number = math.inf
+    if not math.isfinite(number) or number < 0:
+        raise ConfigurationError(f"weight must be a finite number >= 0, got {value!r}")
+    return float(number)
+
+
+def validate_node_name(name: str) -> str:
+    """Return ``name`` if it is 1-63 ASCII letters, digits, '-', '_' or '.'; raise otherwise."""
+    if not isinstance(name, str) or not _NODE_NAME_RE.fullmatch(name):
+        raise ConfigurationError(
+            f"node name must be 1-63 characters from letters, digits, '-', '_' and '.', got {name!r}"
+        )
+    return name
+
+
+def parse_node_option(name: str, text: str) -> object:
+    """Convert and check one node option given as URL text, on its own (no cross-field checks).
+
+    Lets a URL be rejected early for ``max_size=ten`` while ``min_size=20`` can still be
+    paired with a larger ``max_size`` given elsewhere.
+    """
+    if name == "name":
+        return validate_node_name(text)
+    if name == "weight":
+        return parse_weight(text)
+    if name not in _RULES:
+        raise ConfigurationError(f"unknown node option {name!r}")
+    return _check_field(name, _convert(name, text))
