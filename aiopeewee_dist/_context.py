@@ -1,0 +1,81 @@
+"""Per-task connection state, keyed by node.
+
+peewee-async keeps one "current connection" for every database in a single
+ContextVar, so a replica read inside a primary transaction runs on the primary's
+connection, and a write inside a replica context runs on the replica. Here the
+state is a mapping ``{node: Binding}`` copied on every change, so each node only
+ever sees its own connection, and every change is undone with ``reset(token)``.
+
+A binding belongs to the task that made it. Tasks spawned inside a transaction
+inherit the ContextVar (asyncio copies the context) but not the binding: they run
+outside the transaction, on connections of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._node import Node
+    from ._pool import ConnectionPool, PooledConnection
+
+__all__ = ["Binding", "bind", "bound", "current_transaction", "unbind"]
+
+
+class Binding:
+    """A connection pinned to the current task for one node."""
+
+    __slots__ = ("broken", "depth", "node", "pc", "pool", "read_only", "task")
+
+    def __init__(self, node: Node, pool: ConnectionPool, pc: PooledConnection, *, read_only: bool) -> None:
+        self.node = node
+        self.pool = pool
+        self.pc = pc
+        self.task = asyncio.current_task()
+        self.depth = 0  # open transaction blocks (1 = transaction, more = savepoints)
+        self.read_only = read_only
+        self.broken = False
+
+    @property
+    def conn(self) -> Any:
+        return self.pc.conn
+
+
+_EMPTY: dict[Node, Binding] = {}
+_bindings: ContextVar[dict[Node, Binding]] = ContextVar("aiopeewee_dist.bindings", default=_EMPTY)
+# The innermost open transaction of this task, for routing every query inside it.
+_transaction: ContextVar[Binding | None] = ContextVar("aiopeewee_dist.transaction", default=None)
+
+
+def bound(node: Node) -> Binding | None:
+    """The connection the current task has pinned for ``node``, if any."""
+    binding = _bindings.get().get(node)
+    if binding is not None and binding.task is asyncio.current_task():
+        return binding
+    return None
+
+
+def current_transaction() -> Binding | None:
+    """The innermost transaction opened by the current task, if any."""
+    binding = _transaction.get()
+    if binding is not None and binding.task is asyncio.current_task() and binding.depth > 0:
+        return binding
+    return None
+
+
+def bind(binding: Binding) -> Token[dict[Node, Binding]]:
+    return _bindings.set({**_bindings.get(), binding.node: binding})
+
+
+def unbind(token: Token[dict[Node, Binding]]) -> None:
+    _bindings.reset(token)
+
+
+def enter_transaction(binding: Binding) -> Token[Binding | None]:
+    return _transaction.set(binding)
+
+
+def leave_transaction(token: Token[Binding | None]) -> None:
+    _transaction.reset(token)

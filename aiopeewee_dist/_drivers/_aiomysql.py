@@ -1,0 +1,81 @@
+"""aiomysql adapter (MySQL and MariaDB)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import aiomysql
+
+from .._url import DatabaseURL, connect_kwargs
+from ._base import Driver, Result
+
+
+class _QuietCursor(aiomysql.Cursor):  # type: ignore[misc]
+    # aiomysql answers every server note (e.g. DROP TABLE IF EXISTS on a missing table)
+    # with an extra SHOW WARNINGS round trip and a Python warning; PyMySQL dropped that.
+    async def _show_warnings(self, conn: Any) -> None:
+        return None
+
+
+class _QuietSSCursor(_QuietCursor, aiomysql.SSCursor):  # type: ignore[misc]
+    pass
+
+
+class AiomysqlDriver(Driver):
+    backend = "aiomysql"
+
+    async def connect(self, url: DatabaseURL, *, timeout: float, read_only: bool = False) -> Any:
+        kwargs = {"charset": "utf8mb4", **connect_kwargs(url)}
+        conn = await aiomysql.connect(autocommit=True, connect_timeout=timeout, **kwargs)
+        if read_only:
+            await self.execute(conn, "SET SESSION TRANSACTION READ ONLY", ())
+        return conn
+
+    async def close(self, conn: Any) -> None:
+        await conn.ensure_closed()
+
+    def terminate(self, conn: Any) -> None:
+        # conn.close() would ask the (possibly closed) loop to close the transport;
+        # close the socket itself and detach it so the transport does not warn later.
+        writer = conn._writer
+        if writer is not None:
+            transport = writer.transport
+            sock = getattr(transport, "_sock", None)
+            if sock is not None:
+                transport._sock = None
+                sock.close()
+        conn._writer = None
+        conn._reader = None
+
+    def is_closed(self, conn: Any) -> bool:
+        return bool(conn.closed)
+
+    def in_transaction(self, conn: Any) -> bool:
+        return bool(conn.get_transaction_status())
+
+    def begin_statements(self, *, isolation: str | None, read_only: bool) -> list[str]:
+        statements = [f"SET TRANSACTION ISOLATION LEVEL {isolation}"] if isolation else []
+        statements.append("START TRANSACTION READ ONLY" if read_only else "START TRANSACTION")
+        return statements
+
+    async def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> Result:
+        async with conn.cursor(_QuietCursor) as cur:
+            await cur.execute(sql, params or None)
+            rows = list(await cur.fetchall()) if cur.description is not None else []
+            return Result(rows, cur.description, cur.rowcount, cur.lastrowid)
+
+    async def stream(
+        self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
+    ) -> AsyncIterator[Result]:
+        # An unbuffered cursor reads rows off the socket as they are fetched.
+        cur = await conn.cursor(_QuietSSCursor)
+        try:
+            await cur.execute(sql, params or None)
+            while True:
+                rows = await cur.fetchmany(chunk_size)
+                if not rows:
+                    break
+                yield Result(list(rows), cur.description)
+        finally:
+            await cur.close()

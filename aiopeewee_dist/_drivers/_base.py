@@ -1,0 +1,108 @@
+"""What every driver adapter provides, and the buffered result peewee reads rows from."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar
+
+from .._url import DatabaseURL
+
+Row = Sequence[Any]
+
+
+class Result:
+    """Rows already fetched from the server, shaped like a DB-API cursor.
+
+    Peewee's cursor wrappers (models, dicts, tuples) and its ``last_insert_id``
+    read from this synchronously, so result handling stays exactly Peewee's
+    while all I/O happened before, on the event loop.
+    """
+
+    __slots__ = ("_pos", "description", "lastrowid", "rowcount", "rows")
+
+    def __init__(
+        self,
+        rows: list[Any],
+        description: Sequence[Any] | None,
+        rowcount: int = -1,
+        lastrowid: int | None = None,
+    ) -> None:
+        self.rows = rows
+        self.description = description
+        self.rowcount = rowcount
+        self.lastrowid = lastrowid
+        self._pos = 0
+
+    def fetchone(self) -> Any:
+        if self._pos >= len(self.rows):
+            return None
+        row = self.rows[self._pos]
+        self._pos += 1
+        return row
+
+    def fetchmany(self, size: int = 1) -> list[Any]:
+        chunk = self.rows[self._pos : self._pos + size]
+        self._pos += len(chunk)
+        return chunk
+
+    def fetchall(self) -> list[Any]:
+        rest = self.rows[self._pos :]
+        self._pos = len(self.rows)
+        return rest
+
+    def close(self) -> None:
+        pass
+
+
+class Driver(abc.ABC):
+    """Adapter over one async DB-API driver: connections, statements, transaction state.
+
+    Drivers hold no state of their own; one instance serves every node of its backend.
+    """
+
+    backend: ClassVar[str]
+    #: Statements the dialect needs to open transactions and savepoints.
+    begin_sql: ClassVar[str] = "BEGIN"
+    #: Whether a connection is tied to the event loop it was opened on.
+    loop_bound: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    async def connect(self, url: DatabaseURL, *, timeout: float, read_only: bool = False) -> Any:
+        """Open one connection in autocommit mode."""
+
+    @abc.abstractmethod
+    async def close(self, conn: Any) -> None:
+        """Close a connection politely (the loop is running)."""
+
+    @abc.abstractmethod
+    def terminate(self, conn: Any) -> None:
+        """Close a connection synchronously; its event loop may already be closed."""
+
+    @abc.abstractmethod
+    def is_closed(self, conn: Any) -> bool:
+        """Whether the connection can no longer be used (closed or broken)."""
+
+    @abc.abstractmethod
+    def in_transaction(self, conn: Any) -> bool:
+        """Whether the session has an open transaction (also a failed one)."""
+
+    @abc.abstractmethod
+    async def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> Result:
+        """Run one statement and fetch all of its rows."""
+
+    @abc.abstractmethod
+    def stream(self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int) -> AsyncIterator[Result]:
+        """Run one query and yield its rows in chunks, holding at most one chunk in memory."""
+
+    async def ping(self, conn: Any) -> None:
+        await self.execute(conn, "SELECT 1", ())
+
+    def begin_statements(self, *, isolation: str | None, read_only: bool) -> list[str]:
+        """SQL that opens a transaction with the given characteristics."""
+        sql = "BEGIN"
+        if isolation:
+            sql += f" ISOLATION LEVEL {isolation}"
+        if read_only:
+            sql += " READ ONLY"
+        return [sql]

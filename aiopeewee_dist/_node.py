@@ -1,0 +1,214 @@
+"""A node: one database server (primary, replica or shard member) with its pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing, asynccontextmanager
+from typing import Any, Literal
+
+import peewee
+
+from . import _context
+from ._dialects import dialect_for
+from ._drivers import Result, get_driver
+from ._errors import ReadOnlyError
+from ._options import PoolOptions
+from ._pool import ConnectionPool, PooledConnection
+from ._query import compile_query, shape_result
+from ._url import DatabaseURL
+
+__all__ = ["Node", "Role"]
+
+Role = Literal["primary", "replica"]
+logger = logging.getLogger("aiopeewee_dist.pool")
+
+_exception_wrapper = peewee.__exception_wrapper__
+# An in-memory SQLite database lives exactly as long as its one connection.
+_FOREVER = 10.0**12
+
+
+class Node:
+    """One server: its URL, role, pool(s) and the peewee-async database that compiles its SQL.
+
+    SQLite nodes get a single writer connection (SQLite allows one writer at a time)
+    and a pool of read-only reader connections; WAL mode lets both work at once.
+    """
+
+    QUERIES = "queries"
+    ERRORS = "errors"
+
+    def __init__(
+        self,
+        url: DatabaseURL,
+        *,
+        name: str,
+        role: Role = "primary",
+        options: PoolOptions | None = None,
+        weight: float = 1.0,
+    ) -> None:
+        self.url = url
+        self.name = name
+        self.role: Role = role
+        self.weight = weight
+        self.driver = get_driver(url.backend)
+        options = options or PoolOptions()
+        self._read_pool: ConnectionPool | None = None
+        if url.backend == "aiosqlite":
+            writer = options.replace(max_size=1, min_size=min(options.min_size, 1))
+            if url.is_memory:
+                writer = writer.replace(min_size=1, max_lifetime=_FOREVER, max_idle=_FOREVER)
+            else:
+                self._read_pool = ConnectionPool(
+                    name=f"{name}/readers", driver=self.driver, url=url, options=options, read_only=True
+                )
+            options = writer
+        self.options = options
+        self.pool = ConnectionPool(
+            name=name, driver=self.driver, url=url, options=options, read_only=role == "replica"
+        )
+        self.database = dialect_for(self)
+        self.closed = False
+        #: Whether the router may send reads here (the health monitor flips it).
+        self.healthy = True
+        self._counters: Counter[str] = Counter()
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name!r} {self.role} {self.url.obscured()}>"
+
+    @property
+    def dialect(self) -> str:
+        return self.url.dialect
+
+    def _pools(self) -> list[ConnectionPool]:
+        return [self.pool] if self._read_pool is None else [self.pool, self._read_pool]
+
+    async def open(self) -> None:
+        """Open the pool(s) now (``min_size`` connections), instead of on first use."""
+        self.closed = False
+        for pool in self._pools():
+            await pool.open()
+
+    async def close(self) -> None:
+        self.closed = True
+        for pool in self._pools():
+            await pool.close()
+
+    def expire_connections(self) -> None:
+        for pool in self._pools():
+            pool.expire_connections()
+
+    def _pool_for(self, write: bool) -> ConnectionPool:
+        return self.pool if write or self._read_pool is None else self._read_pool
+
+    # -- connections ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def connection(self, *, write: bool = True) -> AsyncIterator[Any]:
+        """Pin one connection of this node to the current task for the block.
+
+        Inside, every query the task sends to this node (and only this node) runs on
+        it. Re-entrant: an already pinned connection is reused.
+        """
+        binding = _context.bound(self)
+        if binding is not None:
+            yield binding.conn
+            return
+        pool = self._pool_for(write)
+        pc = await pool.acquire()
+        binding = _context.Binding(self, pool, pc, read_only=not write and pool is not self.pool)
+        token = _context.bind(binding)
+        try:
+            yield pc.conn
+        except BaseException as exc:
+            binding.broken = binding.broken or self._breaks(pc, exc)
+            raise
+        finally:
+            _context.unbind(token)
+            pool.release(pc, broken=binding.broken)
+
+    def _breaks(self, pc: PooledConnection, exc: BaseException) -> bool:
+        # A statement interrupted by cancellation leaves the driver mid-protocol;
+        # only a fresh connection is trustworthy afterwards.
+        return not isinstance(exc, Exception) or self.driver.is_closed(pc.conn)
+
+    # -- statements ----------------------------------------------------------------
+
+    async def run_sql(self, sql: str, params: Sequence[Any] = (), *, write: bool = True) -> Result:
+        """Run one statement on this node (on the task's pinned connection if it has one)."""
+        binding = _context.bound(self)
+        if binding is not None:
+            if write and binding.read_only:
+                raise ReadOnlyError(f"write inside a read-only transaction on node {self.name!r}")
+            try:
+                return await self._run(binding.pc, sql, params)
+            except BaseException as exc:
+                binding.broken = binding.broken or self._breaks(binding.pc, exc)
+                raise
+        pool = self._pool_for(write)
+        pc = await pool.acquire()
+        broken = False
+        try:
+            return await self._run(pc, sql, params)
+        except BaseException as exc:
+            broken = self._breaks(pc, exc)
+            raise
+        finally:
+            pool.release(pc, broken=broken)
+
+    async def _run(self, pc: PooledConnection, sql: str, params: Sequence[Any]) -> Result:
+        self._counters[self.QUERIES] += 1
+        try:
+            with _exception_wrapper:
+                return await self.driver.execute(pc.conn, sql, params)
+        except Exception:
+            self._counters[self.ERRORS] += 1
+            raise
+
+    async def execute(self, query: Any, *, write: bool = True) -> Any:
+        """Run a Peewee query here and return what synchronous Peewee would."""
+        query, sql, params = compile_query(query, self.database)
+        result = await self.run_sql(sql, params, write=write)
+        return shape_result(query, self.database, result)
+
+    async def iterate(self, query: Any, *, chunk_size: int, write: bool = False) -> AsyncIterator[Any]:
+        """Stream a select's rows, ``chunk_size`` at a time, through a server-side cursor."""
+        query, sql, params = compile_query(query, self.database)
+        async with self.connection(write=write) as conn:
+            self._counters[self.QUERIES] += 1
+            try:
+                with _exception_wrapper:
+                    async with aclosing(self.driver.stream(conn, sql, params, chunk_size)) as chunks:
+                        async for chunk in chunks:
+                            for row in query._get_cursor_wrapper(chunk):
+                                yield row
+            except Exception:
+                self._counters[self.ERRORS] += 1
+                raise
+
+    # -- observability -------------------------------------------------------------
+
+    def get_stats(self) -> dict[str, int]:
+        """Pool measures (size, available, waiting, acquired, ...) plus queries and errors."""
+        stats = self.pool.get_stats()
+        if self._read_pool is not None:
+            readers = self._read_pool.get_stats()
+            for key in ("size", "available", "acquired", "waiting", "max_size"):
+                stats[key] += readers[key]
+        stats[self.QUERIES] = self._counters[self.QUERIES]
+        stats[self.ERRORS] = self._counters[self.ERRORS]
+        return stats
+
+    @property
+    def busy(self) -> int:
+        """Checked-out connections, for the least-busy strategy."""
+        return sum(pool.in_use for pool in self._pools())
+
+    async def ping(self, timeout: float) -> float:
+        """Round-trip a trivial statement; return the latency in seconds."""
+        start = time.perf_counter()
+        await asyncio.wait_for(self.run_sql("SELECT 1", (), write=False), timeout)
+        return time.perf_counter() - start

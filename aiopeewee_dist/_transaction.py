@@ -1,0 +1,136 @@
+"""Transactions pinned to one connection of one node; nested blocks are savepoints."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Awaitable, Callable
+from contextvars import Token
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import _context
+from ._errors import ConfigurationError, TransactionError
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+__all__ = ["ISOLATION_LEVELS", "Transaction"]
+
+ISOLATION_LEVELS = ("READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE")
+_savepoint_ids = itertools.count(1)
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def normalize_isolation(isolation: str | None) -> str | None:
+    """The SQL spelling of an isolation level; anything else is refused (it is spliced into SQL)."""
+    if isolation is None:
+        return None
+    level = " ".join(str(isolation).replace("_", " ").upper().split())
+    if level not in ISOLATION_LEVELS:
+        raise ConfigurationError(f"isolation must be one of {', '.join(ISOLATION_LEVELS)}, got {isolation!r}")
+    return level
+
+
+class Transaction:
+    """``async with``-able and a decorator: one transaction (or savepoint) on one node.
+
+    The outermost block takes a connection from the node's pool and pins it to the
+    current task; every query the task sends to that node inside the block runs on
+    it. An inner block on the same node is a savepoint. Leaving with an exception,
+    including cancellation, rolls back; a connection whose statement was interrupted
+    is closed rather than returned.
+
+    Tasks spawned inside the block do not join it (see :mod:`aiopeewee_dist._context`).
+    """
+
+    def __init__(
+        self,
+        node: Node | Callable[[], Node],
+        *,
+        isolation: str | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self._node_or_resolver = node
+        self.isolation = normalize_isolation(isolation)
+        self.read_only = read_only
+        self.node: Node | None = None
+        self._binding: _context.Binding | None = None
+        self._bind_token: Token[Any] | None = None
+        self._tx_token: Token[Any] | None = None
+        self._savepoint: str | None = None
+
+    def _resolve(self) -> Node:
+        from ._node import Node
+
+        target = self._node_or_resolver
+        return target if isinstance(target, Node) else target()
+
+    async def __aenter__(self) -> Transaction:
+        if self._binding is not None:
+            raise TransactionError("a Transaction object can be entered once at a time; create a new one")
+        node = self.node = self._resolve()
+        binding = _context.bound(node)
+        if binding is not None and binding.depth > 0:
+            if self.isolation:
+                raise TransactionError("isolation can only be set on the outermost transaction")
+            self._savepoint = f"aiopd_sp_{next(_savepoint_ids)}"
+            await node.run_sql(f"SAVEPOINT {self._savepoint}", write=False)
+        else:
+            if binding is None:
+                pool = node._pool_for(write=not self.read_only)
+                pc = await pool.acquire()
+                binding = _context.Binding(node, pool, pc, read_only=self.read_only)
+                self._bind_token = _context.bind(binding)
+            try:
+                for sql in node.driver.begin_statements(isolation=self.isolation, read_only=self.read_only):
+                    await node.run_sql(sql, write=False)
+            except BaseException:
+                self._release(binding)
+                raise
+            binding.read_only = binding.read_only or self.read_only
+        binding.depth += 1
+        self._binding = binding
+        self._tx_token = _context.enter_transaction(binding)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        binding = self._binding
+        assert binding is not None and self.node is not None and self._tx_token is not None
+        _context.leave_transaction(self._tx_token)
+        binding.depth -= 1
+        node = self.node
+        try:
+            if binding.broken or node.driver.is_closed(binding.conn):
+                binding.broken = True
+            elif self._savepoint is not None:
+                if exc_type is not None:
+                    await node.run_sql(f"ROLLBACK TO SAVEPOINT {self._savepoint}", write=False)
+                await node.run_sql(f"RELEASE SAVEPOINT {self._savepoint}", write=False)
+            else:
+                await node.run_sql("ROLLBACK" if exc_type is not None else "COMMIT", write=False)
+        finally:
+            self._binding = None
+            if self._savepoint is None:
+                self._release(binding)
+
+    def _release(self, binding: _context.Binding) -> None:
+        if self._bind_token is not None:
+            _context.unbind(self._bind_token)
+            self._bind_token = None
+            binding.pool.release(binding.pc, broken=binding.broken)
+
+    def __call__(self, func: F) -> F:
+        """Run each call of ``func`` in its own transaction with these settings."""
+
+        @functools.wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            async with Transaction(self._node_or_resolver, isolation=self.isolation, read_only=self.read_only):
+                return await func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
