@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, aclosing, asynccontextmanager
 from types import TracebackType
 from typing import Any, TypeVar
@@ -21,6 +21,8 @@ from ._url import DatabaseURL, parse_url
 __all__ = ["Manager"]
 
 M = TypeVar("M", bound=peewee.Model)
+# peewee's type stubs leave out the model and schema internals used below.
+_pw: Any = peewee
 NodeRef = str | Node | None
 
 
@@ -75,7 +77,9 @@ class Manager:
             raise ConfigurationError(f"Manager: {exc}") from None
         primary_node = self._make_node(primary, default_name="primary", role="primary")
         if isinstance(replicas, str):
-            raise ConfigurationError("replicas must be a list of URLs (or a {name: url} mapping), not one string")
+            raise ConfigurationError(
+                "replicas must be a list of URLs (or a {name: url} mapping), not one string"
+            )
         items: Iterable[tuple[str | None, str]] = (
             replicas.items() if isinstance(replicas, Mapping) else ((None, url) for url in replicas)
         )
@@ -140,7 +144,8 @@ class Manager:
     @property
     def database(self) -> peewee.Database:
         """The primary's peewee-async database: bind ``AioModel`` classes to it if you like."""
-        return self.router.primary.database
+        database: peewee.Database = self.router.primary.database
+        return database
 
     async def connect(self) -> None:
         """Open every node's pool now (``min_size`` connections each)."""
@@ -171,15 +176,15 @@ class Manager:
 
     def using(self, name: str) -> AbstractContextManager[None]:
         """Send this context's queries to node ``name`` (writes only if it is the primary)."""
-        return self.router.using(name)  # type: ignore[return-value]
+        return self.router.using(name)
 
     def primary(self) -> AbstractContextManager[None]:
         """Send this context's reads to the primary too (e.g. right after a write)."""
-        return self.router.use_primary()  # type: ignore[return-value]
+        return self.router.use_primary()
 
     def read_only(self) -> AbstractContextManager[None]:
         """Refuse every write in this context with ``ReadOnlyError`` before it reaches a server."""
-        return self.router.read_only()  # type: ignore[return-value]
+        return self.router.read_only()
 
     def transaction(
         self, *, node: NodeRef = None, isolation: str | None = None, read_only: bool = False
@@ -256,12 +261,12 @@ class Manager:
             and clone._simple_distinct is not True
         )
         if simple:
-            clone = clone.select(peewee.SQL("1"))
-        wrapped = peewee.Select([clone], [peewee.fn.COUNT(peewee.SQL("1"))])
+            clone = clone.select(_pw.SQL("1"))
+        wrapped = _pw.Select([clone], [_pw.fn.COUNT(_pw.SQL("1"))])
         return int(await self.scalar(wrapped, node=node) or 0)
 
     async def exists(self, query: Any, *, node: NodeRef = None) -> bool:
-        clone = query.columns(peewee.SQL("1"))
+        clone = query.columns(_pw.SQL("1"))
         clone._limit = 1
         clone._offset = None
         return bool(await self.scalar(clone, node=node))
@@ -280,7 +285,9 @@ class Manager:
             f"{model.__name__} instance matching query does not exist:\nSQL: {sql}\nParams: {params}"
         )
 
-    async def get_or_none(self, source: type[M] | Any, *query: Any, node: NodeRef = None, **filters: Any) -> Any:
+    async def get_or_none(
+        self, source: type[M] | Any, *query: Any, node: NodeRef = None, **filters: Any
+    ) -> Any:
         select, _ = self._select_for(source, query, filters)
         rows = await self.execute(select.limit(1), node=node)
         return rows[0] if rows else None
@@ -293,7 +300,7 @@ class Manager:
     def _select_for(source: Any, query: tuple[Any, ...], filters: dict[str, Any]) -> tuple[Any, Any]:
         if isinstance(source, type) and issubclass(source, peewee.Model):
             model, select = source, source.select()
-        elif isinstance(source, peewee.SelectBase):
+        elif isinstance(source, _pw.SelectBase):
             select, model = source, source.model
         else:
             raise TypeError(f"expected a model class or a select query, got {source!r}")
@@ -326,28 +333,31 @@ class Manager:
             try:
                 async with self.transaction():
                     return await self.create(model, **{**lookup, **(defaults or {})}), True
-            except peewee.IntegrityError:
+            except _pw.IntegrityError:
                 found = await self.get_or_none(query)
                 if found is None:
                     raise
                 return found, False
 
-    async def save(self, instance: peewee.Model, *, force_insert: bool = False, only: Any = None) -> int | bool:
+    async def save(
+        self, instance: peewee.Model, *, force_insert: bool = False, only: Any = None
+    ) -> int | bool:
         """Insert or update ``instance`` as Peewee's ``Model.save`` does; returns rows saved."""
-        meta = instance._meta
-        field_dict = instance.__data__.copy()
+        obj: Any = instance  # peewee's stubs omit Model internals
+        meta = obj._meta
+        field_dict = obj.__data__.copy()
         if meta.primary_key is not False:
-            pk_field, pk_value = meta.primary_key, instance._pk
+            pk_field, pk_value = meta.primary_key, obj._pk
         else:
             pk_field = pk_value = None
         if only is not None:
-            field_dict = instance._prune_fields(field_dict, only)
+            field_dict = obj._prune_fields(field_dict, only)
         elif meta.only_save_dirty and not force_insert:
-            field_dict = instance._prune_fields(field_dict, instance.dirty_fields)
+            field_dict = obj._prune_fields(field_dict, obj.dirty_fields)
             if not field_dict:
-                instance._dirty.clear()
+                obj._dirty.clear()
                 return False
-        instance._populate_unsaved_relations(field_dict)
+        obj._populate_unsaved_relations(field_dict)
         rows = 1
         if meta.auto_increment and pk_value is None:
             field_dict.pop(pk_field.name, None)
@@ -356,28 +366,29 @@ class Manager:
                 field_dict.pop(name, None)
             if not field_dict:
                 raise ValueError("no data to save!")
-            rows = await self.execute(type(instance).update(**field_dict).where(instance._pk_expr()))
+            rows = await self.execute(type(obj).update(**field_dict).where(obj._pk_expr()))
         elif pk_field is not None:
-            pk = await self.execute(type(instance).insert(**field_dict))
+            pk = await self.execute(type(obj).insert(**field_dict))
             if pk is not None and (meta.auto_increment or pk_value is None):
-                instance._pk = pk
-                instance._dirty.discard(pk_field.name)
+                obj._pk = pk
+                obj._dirty.discard(pk_field.name)
         else:
-            await self.execute(type(instance).insert(**field_dict))
-        instance._dirty -= set(field_dict)
+            await self.execute(type(obj).insert(**field_dict))
+        obj._dirty -= set(field_dict)
         return int(rows)
 
     async def delete_instance(
         self, instance: peewee.Model, *, recursive: bool = False, delete_nullable: bool = False
     ) -> int:
         """Delete ``instance``'s row (and, with ``recursive``, rows that depend on it)."""
+        obj: Any = instance  # peewee's stubs omit Model internals
         if recursive:
-            for query, fk in instance.dependencies(exclude_null_children=not delete_nullable):
+            for query, fk in obj.dependencies(exclude_null_children=not delete_nullable):
                 if fk.null and not delete_nullable:
                     await self.execute(fk.model.update(**{fk.name: None}).where(query))
                 else:
                     await self.execute(fk.model.delete().where(query))
-        return int(await self.execute(type(instance).delete().where(instance._pk_expr())))
+        return int(await self.execute(type(obj).delete().where(obj._pk_expr())))
 
     async def insert_many(self, model: type[peewee.Model], rows: Iterable[Any], fields: Any = None) -> Any:
         """``INSERT`` many rows in one statement; returns what Peewee's ``insert_many`` does."""
@@ -387,12 +398,12 @@ class Manager:
         self, model: type[M], instances: Sequence[M], *, batch_size: int | None = None
     ) -> None:
         """Insert model instances in batches; sets their primary keys where the server returns them."""
-        meta = model._meta
+        meta: Any = model._meta
         field_names = list(meta.sorted_field_names)
         if meta.auto_increment:
             field_names.remove(meta.primary_key.name)
         fields = [meta.fields[name] for name in field_names]
-        attrs = [f.object_id_name if isinstance(f, peewee.ForeignKeyField) else f.name for f in fields]
+        attrs = [f.object_id_name if isinstance(f, _pw.ForeignKeyField) else f.name for f in fields]
         returns_keys = self.router.primary.database.returning_clause and meta.primary_key is not False
         pk_fields = meta.get_primary_keys() if returns_keys else None
         step = batch_size or max(len(instances), 1)
@@ -403,15 +414,15 @@ class Manager:
                 query = query.returning(*pk_fields).tuples()
             result = await self.execute(query)
             if pk_fields and result:
-                for row, obj in zip(result, batch):
-                    for pk_field, value in zip(pk_fields, row):
+                for row, obj in zip(result, batch, strict=True):
+                    for pk_field, value in zip(pk_fields, row, strict=True):
                         setattr(obj, pk_field.name, value)
 
     async def prefetch(self, query: Any, *subqueries: Any, node: NodeRef = None) -> list[Any]:
         """Peewee's ``prefetch``: one query per relation, related rows attached to each model."""
         if not subqueries:
             return list(await self.execute(query, node=node))
-        fixed = peewee.prefetch_add_subquery(query, subqueries, peewee.PREFETCH_TYPE.WHERE)
+        fixed = _pw.prefetch_add_subquery(query, subqueries, _pw.PREFETCH_TYPE.WHERE)
         deps: dict[Any, dict[Any, Any]] = {}
         rel_map: dict[Any, list[Any]] = {}
         rows: list[Any] = []
@@ -434,12 +445,15 @@ class Manager:
         """``CREATE TABLE`` (with indexes and sequences) for each model, on the primary."""
         node = self.router.route(write=True)
         database = node.database
-        for model in peewee.sort_models(models):
-            schema = peewee.SchemaManager(model, database=database)
-            if safe and not database.safe_create_index:
-                # No "IF NOT EXISTS" for indexes in this dialect: skip tables already there.
-                if model._meta.table_name in await database.aio_get_tables(schema=model._meta.schema):
-                    continue
+        for model in _pw.sort_models(models):
+            schema = _pw.SchemaManager(model, database=database)
+            # No "IF NOT EXISTS" for indexes in this dialect: skip tables already there.
+            if (
+                safe
+                and not database.safe_create_index
+                and model._meta.table_name in await database.aio_get_tables(schema=model._meta.schema)
+            ):
+                continue
             if database.sequences:
                 for field in model._meta.sorted_fields:
                     if field.sequence:
@@ -452,15 +466,15 @@ class Manager:
     async def drop_tables(self, models: Sequence[type[peewee.Model]], *, safe: bool = True) -> None:
         """``DROP TABLE`` for each model (dependents first), on the primary."""
         node = self.router.route(write=True)
-        for model in reversed(peewee.sort_models(models)):
-            schema = peewee.SchemaManager(model, database=node.database)
+        for model in reversed(_pw.sort_models(models)):
+            schema = _pw.SchemaManager(model, database=node.database)
             await node.execute(schema._drop_table(safe=safe))
 
 
 class _RowStream:
     """An async iterator over streamed rows that is also an ``async with`` block."""
 
-    def __init__(self, rows: AsyncIterator[Any]) -> None:
+    def __init__(self, rows: AsyncGenerator[Any, None]) -> None:
         self._rows = aclosing(rows)
         self._iter = rows
 
@@ -474,5 +488,4 @@ class _RowStream:
         await self._rows.__aexit__(*exc_info)
 
     async def aclose(self) -> None:
-        await self._iter.aclose()  # type: ignore[attr-defined]
-
+        await self._iter.aclose()

@@ -6,9 +6,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import peewee
 
@@ -26,7 +26,8 @@ __all__ = ["Node", "Role"]
 Role = Literal["primary", "replica"]
 logger = logging.getLogger("aiopeewee_dist.pool")
 
-_exception_wrapper = peewee.__exception_wrapper__
+# Maps driver exceptions to Peewee's (IntegrityError, ...); not in peewee's type stubs.
+_exception_wrapper = cast(Any, peewee).__exception_wrapper__
 # An in-memory SQLite database lives exactly as long as its one connection.
 _FOREVER = 10.0**12
 
@@ -174,7 +175,7 @@ class Node:
         result = await self.run_sql(sql, params, write=write)
         return shape_result(query, self.database, result)
 
-    async def iterate(self, query: Any, *, chunk_size: int, write: bool = False) -> AsyncIterator[Any]:
+    async def iterate(self, query: Any, *, chunk_size: int, write: bool = False) -> AsyncGenerator[Any, None]:
         """Stream a select's rows, ``chunk_size`` at a time, through a server-side cursor."""
         query, sql, params = compile_query(query, self.database)
         async with self.connection(write=write) as conn:

@@ -16,12 +16,17 @@ import peewee
 
 from ._drivers import Result
 
+# peewee's type stubs leave out the query internals this module works with.
+_pw: Any = peewee
+
 __all__ = ["compile_query", "is_locking_select", "is_write", "is_write_sql", "shape_result"]
 
 # Statements that only read. Anything else (including WITH, which may hide a
 # data-modifying CTE) counts as a write and goes to the primary.
 _READ_SQL = re.compile(r"^\s*(\(\s*)*(SELECT|SHOW|EXPLAIN|DESCRIBE|DESC|VALUES|TABLE|PRAGMA)\b", re.I)
-_LOCKING_SQL = re.compile(r"\bFOR\s+(UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b|\bLOCK\s+IN\s+SHARE\s+MODE\b", re.I)
+_LOCKING_SQL = re.compile(
+    r"\bFOR\s+(UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b|\bLOCK\s+IN\s+SHARE\s+MODE\b", re.I
+)
 
 
 def is_write_sql(sql: str) -> bool:
@@ -30,9 +35,9 @@ def is_write_sql(sql: str) -> bool:
 
 def is_write(query: Any) -> bool:
     """Whether a query may change data (and so must run on a primary)."""
-    if isinstance(query, peewee.SelectBase):
+    if isinstance(query, _pw.SelectBase):
         return is_locking_select(query)
-    if isinstance(query, (peewee.RawQuery, peewee.ModelRaw)):
+    if isinstance(query, (_pw.RawQuery, _pw.ModelRaw)):
         return is_write_sql(query._sql)
     return True
 
@@ -42,13 +47,13 @@ def is_locking_select(query: Any) -> bool:
     return bool(getattr(query, "_for_update", None))
 
 
-def _prepare(query: Any, database: peewee.Database) -> Any:
+def _prepare(query: Any, database: Any) -> Any:
     """Apply Peewee's implicit ``RETURNING <pk>`` for inserts as the node's dialect wants it.
 
     Peewee decides this from the model's own database; the node's may differ (a model
     bound to SQLite running on PostgreSQL), so it is decided again here, on a clone.
     """
-    if not isinstance(query, peewee.Insert) or query._return_cursor:
+    if not isinstance(query, _pw.Insert) or query._return_cursor:
         return query
     query = query.clone()
     query._returning = None
@@ -60,39 +65,39 @@ def _prepare(query: Any, database: peewee.Database) -> Any:
         elif query.table._primary_key:
             query._returning = (query.table.primary_key,)
         if query._returning:
-            query._row_type = peewee.ROW.TUPLE
+            query._row_type = _pw.ROW.TUPLE
     return query
 
 
-def compile_query(query: Any, database: peewee.Database) -> tuple[Any, str, tuple[Any, ...]]:
+def compile_query(query: Any, database: Any) -> tuple[Any, str, tuple[Any, ...]]:
     """``(query as executed, sql, params)`` for ``database``'s dialect."""
     query = _prepare(query, database)
     sql, params = database.get_sql_context().sql(query).query()
     return query, sql, tuple(params)
 
 
-def shape_result(query: Any, database: peewee.Database, result: Result) -> Any:
+def shape_result(query: Any, database: Any, result: Result) -> Any:
     """What synchronous Peewee's ``query.execute()`` would return, materialised.
 
     Selects give a list of rows in the query's row type; inserts give the new
     primary key (a list of keys for multi-row inserts where the server returns
     them); updates and deletes give the row count, or rows with ``.returning()``.
     """
-    if isinstance(query, peewee.Insert):
+    if isinstance(query, _pw.Insert):
         if query._return_cursor:
             return list(query._get_cursor_wrapper(result))
         if query._as_rowcount:
             return result.rowcount
         if query._returning:
             rows = list(query._get_cursor_wrapper(result))
-            if query._query_type == peewee.Insert.SIMPLE:
+            if query._query_type == _pw.Insert.SIMPLE:
                 return database.last_insert_id(rows, query._query_type)
             return rows
         return result.lastrowid
-    if isinstance(query, peewee._WriteQuery):
+    if isinstance(query, _pw._WriteQuery):
         if query._return_cursor:
             return list(query._get_cursor_wrapper(result))
         return result.rowcount
-    if isinstance(query, (peewee.SelectBase, peewee.RawQuery, peewee.ModelRaw)):
+    if isinstance(query, (_pw.SelectBase, _pw.RawQuery, _pw.ModelRaw)):
         return list(query._get_cursor_wrapper(result))
     return result.rows if result.description is not None else result.rowcount

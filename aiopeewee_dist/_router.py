@@ -19,7 +19,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Literal, Union
@@ -108,7 +108,8 @@ class _Override:
 
 _NO_OVERRIDE = _Override()
 # {router: override} for the current context; copied on change, undone by reset(token).
-_overrides: ContextVar[dict[Router, _Override]] = ContextVar("aiopeewee_dist.routing", default={})
+_NO_OVERRIDES: dict[Router, _Override] = {}  # never mutated: every change copies it
+_overrides: ContextVar[dict[Router, _Override]] = ContextVar("aiopeewee_dist.routing", default=_NO_OVERRIDES)
 
 
 class Router:
@@ -160,14 +161,14 @@ class Router:
         finally:
             _overrides.reset(token)
 
-    def using(self, name: str) -> Iterator[None]:
+    def using(self, name: str) -> AbstractContextManager[None]:
         self.node(name)  # fail now, naming the node, not at the first query
         return self._override(target=name)
 
-    def use_primary(self) -> Iterator[None]:
+    def use_primary(self) -> AbstractContextManager[None]:
         return self._override(target=PRIMARY)
 
-    def read_only(self) -> Iterator[None]:
+    def read_only(self) -> AbstractContextManager[None]:
         return self._override(read_only=True)
 
     @property

@@ -130,7 +130,8 @@ class Transaction:
 
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            async with Transaction(self._node_or_resolver, isolation=self.isolation, read_only=self.read_only):
+            block = Transaction(self._node_or_resolver, isolation=self.isolation, read_only=self.read_only)
+            async with block:
                 return await func(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import cast
 
 from .._errors import ConfigurationError
 from ._base import Driver, Result
@@ -35,5 +36,5 @@ def get_driver(backend: str) -> Driver:
             f"backend {backend!r} needs the {package!r} package, which is not installed "
             f"(pip install 'aiopeewee-dist[{extra}]'): {exc}"
         ) from None
-    driver = _instances[backend] = getattr(module, class_name)()
+    driver = _instances[backend] = cast(Driver, getattr(module, class_name)())
     return driver

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import aiomysql
@@ -67,7 +67,7 @@ class AiomysqlDriver(Driver):
 
     async def stream(
         self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
-    ) -> AsyncIterator[Result]:
+    ) -> AsyncGenerator[Result, None]:
         # An unbuffered cursor reads rows off the socket as they are fetched.
         cur = await conn.cursor(_QuietSSCursor)
         try:

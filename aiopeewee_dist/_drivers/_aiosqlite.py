@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import aiosqlite
@@ -71,7 +71,7 @@ class AiosqliteDriver(Driver):
 
     async def stream(
         self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
-    ) -> AsyncIterator[Result]:
+    ) -> AsyncGenerator[Result, None]:
         cur = await conn._execute(conn._conn.execute, sql, params)
         try:
             while True:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, ClassVar
 
 from .._url import DatabaseURL
@@ -92,7 +92,9 @@ class Driver(abc.ABC):
         """Run one statement and fetch all of its rows."""
 
     @abc.abstractmethod
-    def stream(self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int) -> AsyncIterator[Result]:
+    def stream(
+        self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
+    ) -> AsyncGenerator[Result, None]:
         """Run one query and yield its rows in chunks, holding at most one chunk in memory."""
 
     async def ping(self, conn: Any) -> None:

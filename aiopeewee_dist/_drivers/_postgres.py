@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from ._base import Driver, Result
@@ -19,7 +19,7 @@ class PostgresDriver(Driver):
 
     async def stream(
         self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
-    ) -> AsyncIterator[Result]:
+    ) -> AsyncGenerator[Result, None]:
         # DECLARE/FETCH works the same on both drivers and through PgBouncer's transaction
         # mode; a cursor only lives inside a transaction, so open one if none is.
         own_tx = not self.in_transaction(conn)

@@ -1,0 +1,149 @@
+"""Shared fixtures: one real topology per backend, a fresh Manager per test (and per loop).
+
+Backends (``backend`` fixture, parametrised over all four):
+
+- ``sqlite``: a WAL file in tmp_path (writer connection + reader pool), no replicas;
+- ``psycopg`` / ``aiopg``: PostgreSQL primary :55432 + standbys :55433, :55434;
+- ``mysql``: MariaDB primary :53306 + GTID replica :53307.
+
+Cluster backends are skipped when the cluster is not running, unless
+``AIOPD_REQUIRE_CLUSTER=1`` (set by ``make test``), which turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import peewee
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import cluster  # noqa: E402
+
+from aiopeewee_dist import Manager  # noqa: E402
+
+BACKENDS = ["sqlite", "psycopg", "aiopg", "mysql"]
+CLUSTER_BACKENDS = ["psycopg", "aiopg", "mysql"]
+REQUIRE_CLUSTER = os.environ.get("AIOPD_REQUIRE_CLUSTER") == "1"
+
+
+@dataclass
+class Topology:
+    """URLs of one backend's nodes and how to ask a server who it is."""
+
+    backend: str
+    primary: str
+    replicas: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return {"sqlite": "sqlite", "psycopg": "pg", "aiopg": "pg", "mysql": "mysql"}[self.backend]
+
+    @property
+    def whoami_sql(self) -> str:
+        """SQL answering ``(port, is_replica)`` for the server that runs it."""
+        if self.kind == "pg":
+            return "SELECT inet_server_port(), pg_is_in_recovery()"
+        if self.kind == "mysql":
+            return "SELECT @@port, @@read_only"
+        return "PRAGMA query_only"  # sqlite: 1 on reader connections, 0 on the writer
+
+    def manager(self, **options: Any) -> Manager:
+        return Manager(self.primary, self.replicas, **options)
+
+    async def wait_replicated(self, timeout: float = 10.0) -> None:
+        """Wait (bounded) until every replica has replayed the primary's current position."""
+        if self.kind == "pg":
+            await cluster.wait_pg_replayed(cluster.PG_PRIMARY, cluster.PG_REPLICAS, timeout)
+        elif self.kind == "mysql":
+            await cluster.wait_mysql_replayed(cluster.MY_PRIMARY, cluster.MY_REPLICA, timeout)
+
+
+def _scheme(backend: str, url: str) -> str:
+    if backend == "aiopg":
+        return url.replace("postgresql://", "postgresql+aiopg://", 1)
+    return url
+
+
+def topology_for(backend: str, tmp_path: Path) -> Topology:
+    if backend == "sqlite":
+        return Topology("sqlite", f"sqlite:///{tmp_path / 'test.db'}")
+    kind = "pg" if backend in ("psycopg", "aiopg") else "mysql"
+    if not cluster.cluster_available(kind):
+        message = f"the {kind} cluster is not running (scripts/cluster.sh start)"
+        if REQUIRE_CLUSTER:
+            pytest.fail(message)
+        pytest.skip(message)
+    if kind == "pg":
+        return Topology(backend, _scheme(backend, cluster.PG_PRIMARY), [_scheme(backend, u) for u in cluster.PG_REPLICAS])
+    return Topology(backend, cluster.MY_PRIMARY, [cluster.MY_REPLICA])
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=CLUSTER_BACKENDS)
+def cluster_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def topology(backend: str, tmp_path: Path) -> Topology:
+    return topology_for(backend, tmp_path)
+
+
+@pytest.fixture
+def cluster_topology(cluster_backend: str, tmp_path: Path) -> Topology:
+    return topology_for(cluster_backend, tmp_path)
+
+
+@pytest.fixture
+async def manager(topology: Topology) -> AsyncIterator[Manager]:
+    m = topology.manager(acquire_timeout=5.0)
+    try:
+        yield m
+    finally:
+        await m.close()
+
+
+# -- models shared by the tests ---------------------------------------------------------
+
+
+class Author(peewee.Model):
+    name = peewee.CharField(max_length=64, unique=True)
+    age = peewee.IntegerField(default=0)
+
+    class Meta:
+        table_name = "t_author"
+
+
+class Book(peewee.Model):
+    author = peewee.ForeignKeyField(Author, backref="books", on_delete="CASCADE")
+    title = peewee.CharField(max_length=128)
+    pages = peewee.IntegerField(default=100)
+
+    class Meta:
+        table_name = "t_book"
+
+
+MODELS = [Author, Book]
+
+
+@pytest.fixture
+async def tables(manager: Manager, topology: Topology) -> AsyncIterator[Manager]:
+    """Fresh ``t_author``/``t_book`` tables on the primary, replicated before the test starts."""
+    await manager.drop_tables(MODELS)
+    await manager.create_tables(MODELS)
+    await topology.wait_replicated()
+    yield manager
+
+
+WaitReplicated = Callable[[], Awaitable[None]]
