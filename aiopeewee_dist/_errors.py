@@ -6,7 +6,8 @@
      ├── ConfigurationError        (also ValueError)   bad URL, scheme, option, missing driver
      ├── PoolError                 (also peewee.OperationalError)
      │    ├── PoolTimeout          no connection free within ``acquire_timeout``
-     │    └── PoolClosed           the node's pool is closed
+     │    ├── PoolClosed           the node's pool is closed
+     │    └── NodeUnavailable      the node cannot be reached (connect failed, connection broke)
      ├── RoutingError                                   no such node, write sent to a replica
      │    ├── ReadOnlyError                             write inside ``manager.read_only()``
      │    └── NoHealthyReplica                          no eligible replica and ``fallback="raise"``
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigurationError",
     "EventLoopError",
     "NoHealthyReplica",
+    "NodeUnavailable",
     "PoolClosed",
     "PoolError",
     "PoolTimeout",
@@ -53,6 +55,13 @@ class PoolTimeout(PoolError):
 
 class PoolClosed(PoolError):
     """The node's pool is closed (``manager.close()`` was called)."""
+
+
+class NodeUnavailable(PoolError):
+    """The node could not be reached: connecting failed or the connection broke mid-query.
+
+    Reads that fail this way on a replica are retried once on another node.
+    """
 
 
 class RoutingError(AioPeeweeDistError):

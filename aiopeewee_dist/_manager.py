@@ -2,51 +2,67 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, aclosing, asynccontextmanager
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import peewee
 
-from ._errors import ConfigurationError
-from ._node import Node, Role
-from ._options import PoolOptions, parse_weight, validate_node_name
+from . import _context
+from ._consistency import Consistency, ConsistencyMode, Session
+from ._errors import ConfigurationError, NodeUnavailable, RoutingError
+from ._health import HealthMonitor
+from ._node import Node, NodeRef, Role
+from ._options import PoolOptions, ReplicaPolicy, parse_weight, validate_node_name
 from ._query import is_write, is_write_sql
+from ._replication import NodeStatus
 from ._router import Router, Strategy, StrategyName
+from ._shortcuts import ModelShortcuts
 from ._transaction import Transaction
 from ._url import DatabaseURL, parse_url
 
 __all__ = ["Manager"]
 
-M = TypeVar("M", bound=peewee.Model)
-# peewee's type stubs leave out the model and schema internals used below.
-_pw: Any = peewee
-NodeRef = str | Node | None
+logger = logging.getLogger("aiopeewee_dist.router")
 
 
 def _pool_overrides(url: DatabaseURL) -> dict[str, str]:
     return {k: v for k, v in url.node_options.items() if k not in ("name", "weight")}
 
 
-class Manager:
+class Manager(ModelShortcuts):
     """Async access to ordinary Peewee models on a primary and its read replicas.
 
     ::
 
         manager = Manager("postgresql://app:secret@db1/app",
                           replicas=["postgresql://app:secret@db2/app"],
-                          max_size=20, acquire_timeout=5.0)
+                          max_size=20, acquire_timeout=5.0, max_lag=5.0)
         async with manager:
             user = await manager.create(User, name="ada")   # primary
-            users = await manager.execute(User.select())      # a replica
+            users = await manager.execute(User.select())      # primary: read-your-writes
+            ...                                               # later reads: a replica
 
-    Pool options given here (``min_size``, ``max_size``, ``acquire_timeout``,
-    ``connect_timeout``, ``max_lifetime``, ``max_idle``, ``ping_after_idle``; all
-    times in seconds) apply to every node; a node's URL query string can override
-    them and set its ``name`` and ``weight`` (``...?name=east&weight=2&max_size=5``).
-    Nothing connects until the first query or ``await manager.connect()``.
+    Pool options (``min_size``, ``max_size``, ``acquire_timeout``, ``connect_timeout``,
+    ``max_lifetime``, ``max_idle``, ``ping_after_idle``) apply to every node; a node's
+    URL query string can override them and set its ``name`` and ``weight``
+    (``...?name=east&weight=2&max_size=5``). Replica options:
+
+    - ``health_check_interval`` (s, None = no monitor), ``health_check_timeout`` (s),
+      ``eject_after`` / ``readmit_after`` (consecutive failed / good checks);
+    - ``max_lag`` (s): replicas whose data may be older leave the read rotation;
+    - ``fallback``: ``"primary"`` or ``"raise"`` (``NoHealthyReplica``) with no eligible replica;
+    - ``read_your_writes``: ``"sticky"`` (primary for ``sticky_seconds`` after a write),
+      ``"causal"`` (replicas that replayed the write; wait up to ``causal_wait``) or None;
+    - ``auto_failover``: promote a replica that starts accepting writes while the
+      primary is down or read-only.
+
+    All times are in seconds. Nothing connects until the first query or ``connect()``.
     """
 
     def __init__(
@@ -62,6 +78,16 @@ class Manager:
         max_lifetime: float = 3600.0,
         max_idle: float = 600.0,
         ping_after_idle: float | None = 5.0,
+        health_check_interval: float | None = 1.0,
+        health_check_timeout: float = 2.0,
+        eject_after: int = 2,
+        readmit_after: int = 2,
+        max_lag: float | None = None,
+        fallback: str = "primary",
+        read_your_writes: ConsistencyMode | None = "sticky",
+        sticky_seconds: float = 2.0,
+        causal_wait: float = 0.0,
+        auto_failover: bool = True,
     ) -> None:
         try:
             self.options = PoolOptions(
@@ -73,8 +99,19 @@ class Manager:
                 max_idle=max_idle,
                 ping_after_idle=ping_after_idle,
             )
+            policy = ReplicaPolicy(
+                health_check_interval=health_check_interval,
+                health_check_timeout=health_check_timeout,
+                eject_after=eject_after,
+                readmit_after=readmit_after,
+                max_lag=max_lag,
+            )
+            consistency = Consistency(
+                read_your_writes, sticky_seconds=sticky_seconds, causal_wait=causal_wait
+            )
         except ConfigurationError as exc:
             raise ConfigurationError(f"Manager: {exc}") from None
+        self.auto_failover = bool(auto_failover)
         primary_node = self._make_node(primary, default_name="primary", role="primary")
         if isinstance(replicas, str):
             raise ConfigurationError(
@@ -87,10 +124,27 @@ class Manager:
             self._make_node(url, default_name=f"replica-{i}", role="replica", name=name)
             for i, (name, url) in enumerate(items, start=1)
         ]
-        dialects = {node.dialect for node in [primary_node, *replica_nodes]}
-        if len(dialects) > 1:
-            raise ConfigurationError(f"primary and replicas must share one dialect, got {sorted(dialects)}")
-        self.router = Router(primary_node, replica_nodes, strategy=strategy)
+        self._check_dialects([primary_node, *replica_nodes])
+        self.router = Router(
+            primary_node,
+            replica_nodes,
+            strategy=strategy,
+            consistency=consistency,
+            max_lag=max_lag,
+            fallback=fallback,
+        )
+        self.consistency_policy = consistency
+        self.monitor = HealthMonitor(
+            primary=lambda: self.router.primary,
+            replicas=lambda: self.router.replicas,
+            interval=policy.health_check_interval or 1.0,
+            timeout=policy.health_check_timeout,
+            eject_after=policy.eject_after,
+            readmit_after=policy.readmit_after,
+            on_writable_replica=self._on_writable_replica if self.auto_failover else None,
+        )
+        self._monitor_enabled = policy.health_check_interval is not None
+        self._replica_count = len(replica_nodes)
 
     def _make_node(self, url: str, *, default_name: str, role: Role, name: str | None = None) -> Node:
         parsed = parse_url(url)
@@ -101,6 +155,12 @@ class Manager:
         except ConfigurationError as exc:
             raise ConfigurationError(f"node {node_name!r}: {exc}") from None
         return Node(parsed, name=node_name, role=role, options=options, weight=weight)
+
+    @staticmethod
+    def _check_dialects(nodes: Sequence[Node]) -> None:
+        dialects = {node.dialect for node in nodes}
+        if len(dialects) > 1:
+            raise ConfigurationError(f"primary and replicas must share one dialect, got {sorted(dialects)}")
 
     @classmethod
     def from_env(
@@ -148,12 +208,14 @@ class Manager:
         return database
 
     async def connect(self) -> None:
-        """Open every node's pool now (``min_size`` connections each)."""
+        """Open every node's pool now (``min_size`` connections each) and start the monitor."""
         for node in self.router.nodes:
             await node.open()
+        self._ensure_monitor()
 
     async def close(self) -> None:
-        """Close every pool; connections in use close when they are returned."""
+        """Stop the monitor and close every pool; connections in use close when returned."""
+        await self.monitor.stop()
         for node in self.router.nodes:
             await node.close()
 
@@ -166,11 +228,99 @@ class Manager:
     ) -> None:
         await self.close()
 
-    def get_stats(self) -> dict[str, Any]:
-        """``{node_name: node stats}`` plus the router's counters under ``"router"``."""
-        stats: dict[str, Any] = {node.name: node.get_stats() for node in self.router.nodes}
-        stats["router"] = dict(self.router.counters)
-        return stats
+    def _ensure_monitor(self) -> None:
+        if self._monitor_enabled and self.router.replicas and not self.monitor.running:
+            self.monitor.ensure_running()
+
+    async def add_replica(self, url: str, *, name: str | None = None, weight: float | None = None) -> Node:
+        """Add a read replica at runtime; it takes reads once it is known to be healthy."""
+        node = self._make_node(
+            url, default_name=f"replica-{self._replica_count + 1}", role="replica", name=name
+        )
+        if weight is not None:
+            node.weight = parse_weight(weight)
+        self._check_dialects([*self.router.nodes, node])
+        if node.name in {n.name for n in self.router.nodes}:
+            raise ConfigurationError(f"a node named {node.name!r} already exists")
+        self._replica_count += 1
+        self.router.replicas = [*self.router.replicas, node]
+        self._ensure_monitor()
+        logger.info("replica %s added (%s)", node.name, node.url.obscured())
+        return node
+
+    async def remove_replica(self, name: str, *, timeout: float = 30.0) -> None:
+        """Take a replica out: new reads stop at once, reads in progress finish, then its pool closes."""
+        node = self.router.node(name)
+        if node not in self.router.replicas:
+            raise RoutingError(f"node {name!r} is not a replica")
+        self.router.replicas = [r for r in self.router.replicas if r is not node]
+        await node.drain(timeout)
+        await node.close()
+        logger.info("replica %s removed", node.name)
+
+    def set_weight(self, name: str, weight: float) -> None:
+        """Change a replica's share of reads under the ``weighted`` strategy."""
+        self.router.node(name).weight = parse_weight(weight)
+
+    async def replace_primary(self, target: str) -> Node:
+        """Make ``target`` (a replica's name, or a URL) the primary; the old one leaves.
+
+        For failover: after a standby is promoted, writes go to it from the next query
+        on, with no restart. Every node's connections are renewed.
+        """
+        old = self.router.primary
+        try:
+            new = self.router.node(target)
+        except RoutingError:
+            if "://" not in target:
+                raise
+            new = self._make_node(target, default_name=f"primary-{self._replica_count + 1}", role="primary")
+            self._check_dialects([*self.router.replicas, new])
+        if new is old:
+            return old
+        self.router.replicas = [r for r in self.router.replicas if r is not new]
+        new.set_role("primary")
+        new.health.up = True
+        self.router.primary = new
+        for node in self.router.replicas:
+            node.expire_connections()
+        logger.warning("primary is now %s (was %s)", new.name, old.name)
+        await old.close()
+        return new
+
+    async def promote(self, name: str) -> Node:
+        """Alias of :meth:`replace_primary` for a replica given by name."""
+        return await self.replace_primary(name)
+
+    async def _on_writable_replica(self, node: Node) -> None:
+        logger.warning("replica %s accepts writes while the primary is unavailable: promoting it", node.name)
+        await self.replace_primary(node.name)
+
+    async def check_connections(self) -> list[dict[str, Any]]:
+        """Check every node now; per node: name, role, up, latency, lag, position, pool stats."""
+        await self.monitor.check()
+        return [
+            {"name": node.name, "role": node.role, **self.monitor.report(node), "pool": node.pool.get_stats()}
+            for node in self.router.nodes
+        ]
+
+    def stats(self) -> dict[str, Any]:
+        """``{node_name: {...}}`` (queries, errors, latency percentiles in ms, pool
+        size/available/waiting/acquired, up, lag) plus the router's counters under ``"router"``.
+        """
+        result: dict[str, Any] = {}
+        now = time.monotonic()
+        for node in self.router.nodes:
+            entry: dict[str, Any] = dict(node.get_stats())
+            entry.update(_percentiles_ms(node.latencies))
+            entry["role"] = node.role
+            entry["up"] = node.healthy
+            entry["lag"] = node.health.staleness(now) if node.role == "replica" else 0.0
+            result[node.name] = entry
+        result["router"] = dict(self.router.counters)
+        return result
+
+    get_stats = stats
 
     # -- routing contexts ------------------------------------------------------------
 
@@ -179,12 +329,24 @@ class Manager:
         return self.router.using(name)
 
     def primary(self) -> AbstractContextManager[None]:
-        """Send this context's reads to the primary too (e.g. right after a write)."""
+        """Send this context's reads to the primary too."""
         return self.router.use_primary()
 
     def read_only(self) -> AbstractContextManager[None]:
         """Refuse every write in this context with ``ReadOnlyError`` before it reaches a server."""
         return self.router.read_only()
+
+    def consistency(self, token: str | None = None) -> AbstractContextManager[Session]:
+        """A fresh read-your-writes session for the block, optionally continuing ``token``.
+
+        ``session.token()`` at the end of the block gives the token for the next request.
+        """
+        return self.consistency_policy.scope(token)
+
+    def consistency_token(self) -> str | None:
+        """The current context's read-your-writes token (None before any write)."""
+        session = self.consistency_policy.current()
+        return session.token() if session is not None else None
 
     def transaction(
         self, *, node: NodeRef = None, isolation: str | None = None, read_only: bool = False
@@ -200,7 +362,12 @@ class Manager:
         def resolve() -> Node:
             return router.route(write=not read_only, node=node)
 
-        return Transaction(resolve, isolation=isolation, read_only=read_only)
+        return Transaction(resolve, isolation=isolation, read_only=read_only, on_commit=self._after_commit)
+
+    async def _after_commit(self, node: Node) -> None:
+        if node.role == "primary" and self.consistency_policy.mode is not None:
+            tracked = self.consistency_policy.tracks_positions
+            self.consistency_policy.record_write(await node.current_position() if tracked else None)
 
     @asynccontextmanager
     async def connection(self, *, node: NodeRef = None, write: bool = True) -> AsyncIterator[Any]:
@@ -217,10 +384,64 @@ class Manager:
         Selects return a list (of models, dicts, tuples or namedtuples, as the
         query asks); inserts the new primary key (or the list of keys / rows for
         ``insert_many`` with ``returning``); updates and deletes the row count.
+        A read that finds its replica unreachable is retried once elsewhere.
         """
-        write = is_write(query)
-        target = self.router.route(write=write, node=node)
-        return await target.execute(query, write=write)
+        if is_write(query):
+            target = self.router.route(write=True, node=node)
+            return await self._write(target, query)
+        return await self._read(lambda target: target.execute(query, write=False), node)
+
+    async def _write(self, target: Node, query: Any) -> Any:
+        policy = self.consistency_policy
+        if policy.mode is None or _context.current_transaction() is not None:
+            return await target.execute(query, write=True)
+        if policy.tracks_positions:
+            result, position = await target.execute_tracked(query)
+            policy.record_write(position)
+            return result
+        result = await target.execute(query, write=True)
+        policy.record_write()
+        return result
+
+    async def _read(self, run: Callable[[Node], Awaitable[Any]], node: NodeRef) -> Any:
+        self._ensure_monitor()
+        if self.consistency_policy.causal_wait and node is None:
+            await self._wait_for_causal_replica()
+        target = self.router.route(write=False, node=node)
+        try:
+            return await run(target)
+        except NodeUnavailable as exc:
+            if target.role != "replica" or not self.router.chooses_freely(node):
+                raise
+            if self._monitor_enabled:
+                self.monitor.record_failure(target, exc, eject_now=True)
+            retry = self.router.route(write=False, exclude=(target,))
+            self.router.counters[Router.RETRIES] += 1
+            logger.warning("read failed on %s (%s); retrying on %s", target.name, exc, retry.name)
+            return await run(retry)
+
+    async def _wait_for_causal_replica(self) -> None:
+        """Causal mode: give a replica up to ``causal_wait`` to replay this context's last write."""
+        needed = self.consistency_policy.required_position()
+        if needed is None or not self.router.chooses_freely(None):
+            return
+        deadline = time.monotonic() + self.consistency_policy.causal_wait
+        while True:
+            candidates = self.router.eligible_replicas()
+            if not candidates or any(
+                n.health.position and n.health.position.covers(needed) for n in candidates
+            ):
+                return
+            if time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(0.005)
+            for replica in candidates:
+                try:
+                    position = await replica.current_position()
+                except Exception:  # the monitor deals with broken nodes
+                    continue
+                if position is not None and replica.health.status is not None:
+                    replica.health.status = NodeStatus(replica.health.status.is_replica, position)
 
     def iterate(self, query: Any, *, chunk_size: int = 1000, node: NodeRef = None) -> _RowStream:
         """Stream a select's rows with bounded memory (server-side cursors where available).
@@ -236,239 +457,25 @@ class Manager:
 
     async def raw_sql(self, sql: str, params: Sequence[Any] = (), *, node: NodeRef = None) -> Any:
         """Run SQL text; reads return a list of tuples, writes the row count."""
-        write = is_write_sql(sql)
-        target = self.router.route(write=write, node=node)
-        result = await target.run_sql(sql, tuple(params), write=write)
+        args = tuple(params)
+        if is_write_sql(sql):
+            target = self.router.route(write=True, node=node)
+            result = await target.run_sql(sql, args, write=True)
+            if _context.current_transaction() is None:
+                self.consistency_policy.record_write()
+        else:
+            result = await self._read(lambda target: target.run_sql(sql, args, write=False), node)
         return result.rows if result.description is not None else result.rowcount
 
-    async def scalar(self, query: Any, *, as_tuple: bool = False, node: NodeRef = None) -> Any:
-        """The first column of the first row (the whole row with ``as_tuple``), or None."""
-        rows = await self.execute(query.tuples(), node=node)
-        if not rows:
-            return None
-        return rows[0] if as_tuple else rows[0][0]
 
-    async def count(self, query: Any, *, clear_limit: bool = False, node: NodeRef = None) -> int:
-        """``SELECT COUNT(*)`` over the query, as Peewee's ``query.count()``."""
-        clone = query.order_by().alias("_wrapped")
-        if clear_limit:
-            clone._limit = clone._offset = None
-        simple = (
-            clone._having is None
-            and clone._group_by is None
-            and clone._windows is None
-            and clone._distinct is None
-            and clone._simple_distinct is not True
-        )
-        if simple:
-            clone = clone.select(_pw.SQL("1"))
-        wrapped = _pw.Select([clone], [_pw.fn.COUNT(_pw.SQL("1"))])
-        return int(await self.scalar(wrapped, node=node) or 0)
-
-    async def exists(self, query: Any, *, node: NodeRef = None) -> bool:
-        clone = query.columns(_pw.SQL("1"))
-        clone._limit = 1
-        clone._offset = None
-        return bool(await self.scalar(clone, node=node))
-
-    async def get(self, source: type[M] | Any, *query: Any, node: NodeRef = None, **filters: Any) -> Any:
-        """One model by expressions or ``field=value`` filters; raises ``Model.DoesNotExist``.
-
-        ``source`` is a model class or a select query.
-        """
-        select, model = self._select_for(source, query, filters)
-        rows = await self.execute(select.limit(1), node=node)
-        if rows:
-            return rows[0]
-        sql, params = self.router.primary.database.get_sql_context().sql(select).query()
-        raise model.DoesNotExist(
-            f"{model.__name__} instance matching query does not exist:\nSQL: {sql}\nParams: {params}"
-        )
-
-    async def get_or_none(
-        self, source: type[M] | Any, *query: Any, node: NodeRef = None, **filters: Any
-    ) -> Any:
-        select, _ = self._select_for(source, query, filters)
-        rows = await self.execute(select.limit(1), node=node)
-        return rows[0] if rows else None
-
-    async def get_by_id(self, model: type[M], pk: Any, *, node: NodeRef = None) -> M:
-        result: M = await self.get(model, model._meta.primary_key == pk, node=node)
-        return result
-
-    @staticmethod
-    def _select_for(source: Any, query: tuple[Any, ...], filters: dict[str, Any]) -> tuple[Any, Any]:
-        if isinstance(source, type) and issubclass(source, peewee.Model):
-            model, select = source, source.select()
-        elif isinstance(source, _pw.SelectBase):
-            select, model = source, source.model
-        else:
-            raise TypeError(f"expected a model class or a select query, got {source!r}")
-        if query:
-            select = select.where(*query)
-        if filters:
-            select = select.filter(**filters)
-        return select, model
-
-    async def create(self, model: type[M], **data: Any) -> M:
-        """Insert a new row and return it as a model instance with its primary key set."""
-        instance = model(**data)
-        await self.save(instance, force_insert=True)
-        return instance
-
-    async def get_or_create(
-        self, model: type[M], *, defaults: Mapping[str, Any] | None = None, **lookup: Any
-    ) -> tuple[M, bool]:
-        """``(instance, created)``; safe against a concurrent create of the same row.
-
-        Runs on the primary so the lookup sees rows just written.
-        """
-        query = model.select()
-        for field, value in lookup.items():
-            query = query.where(getattr(model, field) == value)
-        with self.primary():
-            found = await self.get_or_none(query)
-            if found is not None:
-                return found, False
-            try:
-                async with self.transaction():
-                    return await self.create(model, **{**lookup, **(defaults or {})}), True
-            except _pw.IntegrityError:
-                found = await self.get_or_none(query)
-                if found is None:
-                    raise
-                return found, False
-
-    async def save(
-        self, instance: peewee.Model, *, force_insert: bool = False, only: Any = None
-    ) -> int | bool:
-        """Insert or update ``instance`` as Peewee's ``Model.save`` does; returns rows saved."""
-        obj: Any = instance  # peewee's stubs omit Model internals
-        meta = obj._meta
-        field_dict = obj.__data__.copy()
-        if meta.primary_key is not False:
-            pk_field, pk_value = meta.primary_key, obj._pk
-        else:
-            pk_field = pk_value = None
-        if only is not None:
-            field_dict = obj._prune_fields(field_dict, only)
-        elif meta.only_save_dirty and not force_insert:
-            field_dict = obj._prune_fields(field_dict, obj.dirty_fields)
-            if not field_dict:
-                obj._dirty.clear()
-                return False
-        obj._populate_unsaved_relations(field_dict)
-        rows = 1
-        if meta.auto_increment and pk_value is None:
-            field_dict.pop(pk_field.name, None)
-        if pk_value is not None and not force_insert:
-            for name in pk_field.field_names if meta.composite_key else [pk_field.name]:
-                field_dict.pop(name, None)
-            if not field_dict:
-                raise ValueError("no data to save!")
-            rows = await self.execute(type(obj).update(**field_dict).where(obj._pk_expr()))
-        elif pk_field is not None:
-            pk = await self.execute(type(obj).insert(**field_dict))
-            if pk is not None and (meta.auto_increment or pk_value is None):
-                obj._pk = pk
-                obj._dirty.discard(pk_field.name)
-        else:
-            await self.execute(type(obj).insert(**field_dict))
-        obj._dirty -= set(field_dict)
-        return int(rows)
-
-    async def delete_instance(
-        self, instance: peewee.Model, *, recursive: bool = False, delete_nullable: bool = False
-    ) -> int:
-        """Delete ``instance``'s row (and, with ``recursive``, rows that depend on it)."""
-        obj: Any = instance  # peewee's stubs omit Model internals
-        if recursive:
-            for query, fk in obj.dependencies(exclude_null_children=not delete_nullable):
-                if fk.null and not delete_nullable:
-                    await self.execute(fk.model.update(**{fk.name: None}).where(query))
-                else:
-                    await self.execute(fk.model.delete().where(query))
-        return int(await self.execute(type(obj).delete().where(obj._pk_expr())))
-
-    async def insert_many(self, model: type[peewee.Model], rows: Iterable[Any], fields: Any = None) -> Any:
-        """``INSERT`` many rows in one statement; returns what Peewee's ``insert_many`` does."""
-        return await self.execute(model.insert_many(rows, fields=fields))
-
-    async def bulk_create(
-        self, model: type[M], instances: Sequence[M], *, batch_size: int | None = None
-    ) -> None:
-        """Insert model instances in batches; sets their primary keys where the server returns them."""
-        meta: Any = model._meta
-        field_names = list(meta.sorted_field_names)
-        if meta.auto_increment:
-            field_names.remove(meta.primary_key.name)
-        fields = [meta.fields[name] for name in field_names]
-        attrs = [f.object_id_name if isinstance(f, _pw.ForeignKeyField) else f.name for f in fields]
-        returns_keys = self.router.primary.database.returning_clause and meta.primary_key is not False
-        pk_fields = meta.get_primary_keys() if returns_keys else None
-        step = batch_size or max(len(instances), 1)
-        for start in range(0, len(instances), step):
-            batch = instances[start : start + step]
-            query = model.insert_many([[getattr(obj, a) for a in attrs] for obj in batch], fields=fields)
-            if pk_fields:
-                query = query.returning(*pk_fields).tuples()
-            result = await self.execute(query)
-            if pk_fields and result:
-                for row, obj in zip(result, batch, strict=True):
-                    for pk_field, value in zip(pk_fields, row, strict=True):
-                        setattr(obj, pk_field.name, value)
-
-    async def prefetch(self, query: Any, *subqueries: Any, node: NodeRef = None) -> list[Any]:
-        """Peewee's ``prefetch``: one query per relation, related rows attached to each model."""
-        if not subqueries:
-            return list(await self.execute(query, node=node))
-        fixed = _pw.prefetch_add_subquery(query, subqueries, _pw.PREFETCH_TYPE.WHERE)
-        deps: dict[Any, dict[Any, Any]] = {}
-        rel_map: dict[Any, list[Any]] = {}
-        rows: list[Any] = []
-        for pq in reversed(fixed):
-            if pq.fields:
-                for rel_model in pq.rel_models:
-                    rel_map.setdefault(rel_model, []).append(pq)
-            id_map = deps.setdefault(pq.model, {})
-            rows = await self.execute(pq.query, node=node)
-            for instance in rows:
-                if pq.fields:
-                    pq.store_instance(instance, id_map)
-                for rel in rel_map.get(pq.model, ()):
-                    rel.populate_instance(instance, deps[rel.model])
-        return rows
-
-    # -- schema ------------------------------------------------------------------------
-
-    async def create_tables(self, models: Sequence[type[peewee.Model]], *, safe: bool = True) -> None:
-        """``CREATE TABLE`` (with indexes and sequences) for each model, on the primary."""
-        node = self.router.route(write=True)
-        database = node.database
-        for model in _pw.sort_models(models):
-            schema = _pw.SchemaManager(model, database=database)
-            # No "IF NOT EXISTS" for indexes in this dialect: skip tables already there.
-            if (
-                safe
-                and not database.safe_create_index
-                and model._meta.table_name in await database.aio_get_tables(schema=model._meta.schema)
-            ):
-                continue
-            if database.sequences:
-                for field in model._meta.sorted_fields:
-                    if field.sequence:
-                        create = schema._create_context().literal("CREATE SEQUENCE IF NOT EXISTS ")
-                        await node.execute(create.sql(schema._sequence_for_field(field)))
-            await node.execute(schema._create_table(safe=safe))
-            for index in schema._create_indexes(safe=safe):
-                await node.execute(index)
-
-    async def drop_tables(self, models: Sequence[type[peewee.Model]], *, safe: bool = True) -> None:
-        """``DROP TABLE`` for each model (dependents first), on the primary."""
-        node = self.router.route(write=True)
-        for model in reversed(_pw.sort_models(models)):
-            schema = _pw.SchemaManager(model, database=node.database)
-            await node.execute(schema._drop_table(safe=safe))
+def _percentiles_ms(samples: Iterable[float]) -> dict[str, float | None]:
+    ordered = sorted(samples)
+    if not ordered:
+        return {"latency_p50_ms": None, "latency_p95_ms": None, "latency_p99_ms": None}
+    last = len(ordered) - 1
+    return {
+        f"latency_p{p}_ms": round(ordered[min(last, round(last * p / 100))] * 1000, 3) for p in (50, 95, 99)
+    }
 
 
 class _RowStream:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, Literal, cast
@@ -15,13 +15,15 @@ import peewee
 from . import _context
 from ._dialects import dialect_for
 from ._drivers import Result, get_driver
-from ._errors import ReadOnlyError
+from ._errors import NodeUnavailable, ReadOnlyError
+from ._health import NodeHealth
 from ._options import PoolOptions
 from ._pool import ConnectionPool, PooledConnection
 from ._query import compile_query, shape_result
+from ._replication import Position, parse_position, position_sql
 from ._url import DatabaseURL
 
-__all__ = ["Node", "Role"]
+__all__ = ["Node", "NodeRef", "Role"]
 
 Role = Literal["primary", "replica"]
 logger = logging.getLogger("aiopeewee_dist.pool")
@@ -30,6 +32,7 @@ logger = logging.getLogger("aiopeewee_dist.pool")
 _exception_wrapper = cast(Any, peewee).__exception_wrapper__
 # An in-memory SQLite database lives exactly as long as its one connection.
 _FOREVER = 10.0**12
+_LATENCY_SAMPLES = 1024
 
 
 class Node:
@@ -73,9 +76,10 @@ class Node:
         )
         self.database = dialect_for(self)
         self.closed = False
-        #: Whether the router may send reads here (the health monitor flips it).
-        self.healthy = True
+        self.health = NodeHealth()
         self._counters: Counter[str] = Counter()
+        # Recent statement latencies (seconds) for the percentiles in stats().
+        self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
 
     def __repr__(self) -> str:
         return f"<Node {self.name!r} {self.role} {self.url.obscured()}>"
@@ -83,6 +87,17 @@ class Node:
     @property
     def dialect(self) -> str:
         return self.url.dialect
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the health monitor lets reads come here."""
+        return self.health.up
+
+    def set_role(self, role: Role) -> None:
+        """Change role (failover); connections opened for the old role are replaced."""
+        self.role = role
+        self.pool.read_only = role == "replica"
+        self.expire_connections()
 
     def _pools(self) -> list[ConnectionPool]:
         return [self.pool] if self._read_pool is None else [self.pool, self._read_pool]
@@ -162,18 +177,54 @@ class Node:
 
     async def _run(self, pc: PooledConnection, sql: str, params: Sequence[Any]) -> Result:
         self._counters[self.QUERIES] += 1
+        start = time.perf_counter()
         try:
             with _exception_wrapper:
-                return await self.driver.execute(pc.conn, sql, params)
-        except Exception:
+                result = await self.driver.execute(pc.conn, sql, params)
+        except Exception as exc:
             self._counters[self.ERRORS] += 1
+            if self.driver.is_closed(pc.conn):
+                raise NodeUnavailable(f"node {self.name!r}: connection lost: {exc}") from exc
             raise
+        self.latencies.append(time.perf_counter() - start)
+        return result
+
+    async def probe(self, sql: str, timeout: float) -> Any:
+        """Run a status query for the health monitor; the first row, or an error.
+
+        An exhausted pool is not a dead node: waiting for a connection is not timed.
+        """
+        pool = self._pool_for(write=False)
+        pc = await pool.acquire()
+        broken = False
+        try:
+            result = await asyncio.wait_for(self.driver.execute(pc.conn, sql, ()), timeout)
+        except BaseException:
+            broken = True
+            raise
+        finally:
+            pool.release(pc, broken=broken)
+        return result.rows[0] if result.rows else None
 
     async def execute(self, query: Any, *, write: bool = True) -> Any:
         """Run a Peewee query here and return what synchronous Peewee would."""
         query, sql, params = compile_query(query, self.database)
         result = await self.run_sql(sql, params, write=write)
         return shape_result(query, self.database, result)
+
+    async def execute_tracked(self, query: Any) -> tuple[Any, Position | None]:
+        """Run a write, then read the primary's position on the same session (causal reads)."""
+        async with self.connection():
+            result = await self.execute(query, write=True)
+            return result, await self.current_position()
+
+    async def current_position(self) -> Position | None:
+        """This server's replication position now (after this session's last commit)."""
+        sql = position_sql(self.dialect)
+        if sql is None:
+            return None
+        result = await self.run_sql(sql, write=False)
+        return parse_position(self.dialect, result.rows[0][0]) if result.rows else None
 
     async def iterate(self, query: Any, *, chunk_size: int, write: bool = False) -> AsyncGenerator[Any, None]:
         """Stream a select's rows, ``chunk_size`` at a time, through a server-side cursor."""
@@ -203,13 +254,18 @@ class Node:
         stats[self.ERRORS] = self._counters[self.ERRORS]
         return stats
 
+    async def drain(self, timeout: float) -> None:
+        """Wait until no connection of this node is checked out (at most ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        # Polling a counter the pool keeps anyway costs nothing on the query path.
+        while self.busy and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
     @property
     def busy(self) -> int:
         """Checked-out connections, for the least-busy strategy."""
         return sum(pool.in_use for pool in self._pools())
 
-    async def ping(self, timeout: float) -> float:
-        """Round-trip a trivial statement; return the latency in seconds."""
-        start = time.perf_counter()
-        await asyncio.wait_for(self.run_sql("SELECT 1", (), write=False), timeout)
-        return time.perf_counter() - start
+
+#: How callers name a node: by name, by object, or None to let the router choose.
+NodeRef = str | Node | None

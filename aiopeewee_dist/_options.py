@@ -120,6 +120,53 @@ class PoolOptions:
         return (base or cls()).replace(**changes)
 
 
+def _seconds(name: str, value: object, *, allow_none: bool = False, positive: bool = True) -> float | None:
+    if value is None and allow_none:
+        return None
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not ok or (value <= 0 if positive else value < 0):  # type: ignore[operator]
+        bound = "> 0" if positive else ">= 0"
+        raise ConfigurationError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplicaPolicy:
+    """How replicas are watched: health checks and the freshness bound; times in seconds."""
+
+    #: Time between two rounds of checks; None turns the background monitor off.
+    health_check_interval: float | None = 1.0
+    #: A check that takes longer than this failed.
+    health_check_timeout: float = 2.0
+    #: Consecutive failed checks that take a node out of the rotation.
+    eject_after: int = 2
+    #: Consecutive good checks that bring it back.
+    readmit_after: int = 2
+    #: Replicas whose data may be older than this get no reads; None = no bound.
+    max_lag: float | None = None
+
+    def __post_init__(self) -> None:
+        interval = _seconds("health_check_interval", self.health_check_interval, allow_none=True)
+        _seconds("health_check_timeout", self.health_check_timeout)
+        _count("eject_after", self.eject_after)
+        _count("readmit_after", self.readmit_after)
+        max_lag = _seconds("max_lag", self.max_lag, allow_none=True)
+        if max_lag is not None:
+            # Freshness is only known as of the last check, so the bound must leave room for one.
+            if interval is None:
+                raise ConfigurationError("max_lag needs the health monitor (health_check_interval is None)")
+            if max_lag <= interval:
+                raise ConfigurationError(
+                    f"max_lag ({max_lag:g}s) must be larger than health_check_interval ({interval:g}s)"
+                )
+
+
 def parse_weight(value: str | float | int) -> float:
     """Return a node's load-balancing weight as a finite float >= 0 (text is accepted too)."""
     if isinstance(value, str):

@@ -16,7 +16,7 @@ from collections import Counter, deque
 from typing import Any
 
 from ._drivers import Driver
-from ._errors import EventLoopError, PoolClosed, PoolTimeout
+from ._errors import EventLoopError, NodeUnavailable, PoolClosed, PoolTimeout
 from ._options import PoolOptions
 from ._url import DatabaseURL
 
@@ -195,22 +195,37 @@ class ConnectionPool:
         self._size += 1
         self._in_use += 1
         epoch = self._epoch
-        try:
-            conn = await asyncio.wait_for(
+        connecting = asyncio.ensure_future(
+            asyncio.wait_for(
                 self.driver.connect(self.url, timeout=self.options.connect_timeout, read_only=self.read_only),
                 self.options.connect_timeout,
             )
-        except BaseException:
+        )
+        try:
+            # Shielded: a caller cancelled mid-connect must not leave a half-open
+            # connection to the garbage collector; it is closed when it arrives.
+            conn = await asyncio.shield(connecting)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                connecting.add_done_callback(self._discard_late_connection)
             if epoch == self._epoch:
                 self._size -= 1
                 self._in_use -= 1
                 self._wake_one(None)
             self._counters[self.CONNECTIONS_FAILED] += 1
+            if isinstance(exc, Exception):
+                reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc).strip()
+                where = f"node {self.name!r} ({self.url.obscured()})"
+                raise NodeUnavailable(f"{where}: cannot connect: {reason}") from exc
             raise
         self._counters[self.CONNECTIONS_OPENED] += 1
         # Up to 5% jitter so connections opened together do not all expire together.
         lifetime = self.options.max_lifetime * (1 - random.random() * 0.05)
         return PooledConnection(conn, epoch, time.monotonic() + lifetime)
+
+    def _discard_late_connection(self, connecting: asyncio.Future[Any]) -> None:
+        if not connecting.cancelled() and connecting.exception() is None:
+            self._spawn(self._close_conn(PooledConnection(connecting.result(), self._epoch, 0.0)))
 
     async def _wait(self, deadline: float) -> PooledConnection | None:
         assert self._loop is not None

@@ -7,7 +7,11 @@ Order of precedence, first match wins:
 3. The task's open transaction on one of this router's nodes: everything goes there.
 4. A ``using(name)`` / ``primary()`` context.
 5. Writes and locking reads (``FOR UPDATE`` / ``FOR SHARE``) go to the primary.
-6. Reads go to an eligible replica chosen by the strategy, else to the primary.
+6. Reads right after a write in the same context go to the primary (``sticky``) or
+   to replicas that have replayed it (``causal``); see :mod:`._consistency`.
+7. Other reads go to an eligible replica (up, and within ``max_lag``) chosen by the
+   strategy; with none, to the primary (``fallback="primary"``) or
+   :class:`NoHealthyReplica` (``fallback="raise"``).
 
 A write can never be sent to a replica: that raises :class:`RoutingError`.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -25,7 +30,8 @@ from dataclasses import dataclass, replace
 from typing import Literal, Union
 
 from . import _context
-from ._errors import ConfigurationError, ReadOnlyError, RoutingError
+from ._consistency import Consistency
+from ._errors import ConfigurationError, NoHealthyReplica, ReadOnlyError, RoutingError
 from ._node import Node
 
 __all__ = ["STRATEGIES", "Router", "Strategy", "StrategyName", "make_strategy"]
@@ -118,11 +124,31 @@ class Router:
     READS = "reads"
     WRITES = "writes"
     FALLBACKS = "replica_fallbacks"
+    RETRIES = "retries"
+    STICKY_HITS = "sticky_hits"
+    CAUSAL_PRIMARY = "causal_primary_reads"
+    CAUSAL_REPLICA = "causal_replica_reads"
+    FALLBACK_POLICIES = ("primary", "raise")
 
-    def __init__(self, primary: Node, replicas: Sequence[Node], *, strategy: StrategyName | Strategy) -> None:
+    def __init__(
+        self,
+        primary: Node,
+        replicas: Sequence[Node],
+        *,
+        strategy: StrategyName | Strategy = "round_robin",
+        consistency: Consistency | None = None,
+        max_lag: float | None = None,
+        fallback: str = "primary",
+    ) -> None:
+        if fallback not in self.FALLBACK_POLICIES:
+            raise ConfigurationError(f"fallback must be 'primary' or 'raise', got {fallback!r}")
         self.primary = primary
+        # Replaced, never mutated, when the topology changes: readers may be iterating it.
         self.replicas: list[Node] = list(replicas)
         self.strategy = make_strategy(strategy)
+        self.consistency = consistency or Consistency(None, sticky_seconds=0, causal_wait=0)
+        self.max_lag = max_lag
+        self.fallback = fallback
         self.counters: Counter[str] = Counter()
         self._check_names()
 
@@ -175,10 +201,18 @@ class Router:
     def in_read_only(self) -> bool:
         return _overrides.get().get(self, _NO_OVERRIDE).read_only
 
+    def chooses_freely(self, node: str | Node | None) -> bool:
+        """Whether a read would be placed by the router (so it may be retried elsewhere)."""
+        override = _overrides.get().get(self, _NO_OVERRIDE)
+        return node is None and override.target is None and _context.current_transaction() is None
+
     # -- routing -------------------------------------------------------------------
 
-    def route(self, *, write: bool, node: str | Node | None = None) -> Node:
-        """The node that must run a query (``write`` = it may change data)."""
+    def route(self, *, write: bool, node: str | Node | None = None, exclude: Sequence[Node] = ()) -> Node:
+        """The node that must run a query (``write`` = it may change data).
+
+        ``exclude``: replicas not to choose (one that just failed a read).
+        """
         override = _overrides.get().get(self, _NO_OVERRIDE)
         if write and override.read_only:
             raise ReadOnlyError("write attempted inside manager.read_only()")
@@ -187,6 +221,11 @@ class Router:
         else:
             tx = _context.current_transaction()
             if tx is not None and tx.node in self.nodes:
+                # A write inside a read-only transaction is the caller's mistake whichever node
+                # the transaction landed on: without this check one on a replica raised the
+                # generic "write to replica" RoutingError instead of ReadOnlyError.
+                if write and tx.read_only:
+                    raise ReadOnlyError(f"write inside a read-only transaction on node {tx.node.name!r}")
                 target = tx.node
             elif isinstance(override.target, _Primary):
                 target = self.primary
@@ -195,26 +234,71 @@ class Router:
             elif write:
                 target = self.primary
             else:
-                target = self.choose_replica()
+                target = self._read_target(exclude)
         if write:
             if target.role != "primary":
                 raise RoutingError(f"refusing to send a write to replica node {target.name!r}")
             self.counters[self.WRITES] += 1
         else:
             self.counters[self.READS] += 1
+            self.counters[f"reads:{target.name}"] += 1
         return target
 
-    def eligible_replicas(self) -> list[Node]:
-        return [node for node in self.replicas if node.healthy and not node.closed]
+    def eligible_replicas(self, exclude: Sequence[Node] = ()) -> list[Node]:
+        """Replicas that are up, open, not excluded and (with ``max_lag``) fresh enough now."""
+        max_lag = self.max_lag
+        now = time.monotonic()
+        eligible = []
+        for node in self.replicas:
+            if not node.healthy or node.closed or node in exclude:
+                continue
+            if max_lag is not None:
+                staleness = node.health.staleness(now)
+                if staleness is None or staleness > max_lag:
+                    continue
+            eligible.append(node)
+        return eligible
 
-    def choose_replica(self) -> Node:
-        candidates = self.eligible_replicas()
+    def _read_target(self, exclude: Sequence[Node]) -> Node:
+        if not self.replicas:
+            return self.primary
+        consistency = self.consistency
+        if consistency.primary_required():
+            self.counters[self.STICKY_HITS] += 1
+            return self.primary
+        candidates = self.eligible_replicas(exclude)
+        needed = consistency.required_position()
+        if needed is not None and candidates:
+            covering = [n for n in candidates if n.health.position and n.health.position.covers(needed)]
+            if not covering:
+                self.counters[self.CAUSAL_PRIMARY] += 1
+                return self.primary
+            self.counters[self.CAUSAL_REPLICA] += 1
+            candidates = covering
         if not candidates:
-            if self.replicas:
-                self.counters[self.FALLBACKS] += 1
-                logger.debug("no eligible replica; reading from primary %s", self.primary.name)
+            if self.fallback == "raise":
+                raise NoHealthyReplica(self._no_replica_reason(exclude))
+            self.counters[self.FALLBACKS] += 1
+            logger.debug("no eligible replica; reading from primary %s", self.primary.name)
             return self.primary
         chosen = self.strategy(candidates)
         if chosen not in candidates:
             raise RoutingError(f"routing strategy returned {chosen!r}, which is not an eligible replica")
         return chosen
+
+    def _no_replica_reason(self, exclude: Sequence[Node]) -> str:
+        now = time.monotonic()
+        reasons = []
+        for node in self.replicas:
+            if node in exclude:
+                why = "just failed"
+            elif not node.healthy:
+                why = "down"
+            elif node.closed:
+                why = "closed"
+            else:
+                staleness = node.health.staleness(now)
+                lag = "unknown" if staleness is None else f"{staleness:.3f}s"
+                why = f"lag {lag} > max_lag {self.max_lag}s"
+            reasons.append(f"{node.name}: {why}")
+        return "no eligible replica (" + "; ".join(reasons) + ")"

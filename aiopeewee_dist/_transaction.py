@@ -50,8 +50,10 @@ class Transaction:
         *,
         isolation: str | None = None,
         read_only: bool = False,
+        on_commit: Callable[[Node], Awaitable[None]] | None = None,
     ) -> None:
         self._node_or_resolver = node
+        self._on_commit = on_commit
         self.isolation = normalize_isolation(isolation)
         self.read_only = read_only
         self.node: Node | None = None
@@ -112,8 +114,13 @@ class Transaction:
                 if exc_type is not None:
                     await node.run_sql(f"ROLLBACK TO SAVEPOINT {self._savepoint}", write=False)
                 await node.run_sql(f"RELEASE SAVEPOINT {self._savepoint}", write=False)
+            elif exc_type is not None:
+                await node.run_sql("ROLLBACK", write=False)
             else:
-                await node.run_sql("ROLLBACK" if exc_type is not None else "COMMIT", write=False)
+                await node.run_sql("COMMIT", write=False)
+                if self._on_commit is not None and not self.read_only:
+                    # Still pinned: read-your-writes can read the position on this session.
+                    await self._on_commit(node)
         finally:
             self._binding = None
             if self._savepoint is None:
@@ -130,7 +137,12 @@ class Transaction:
 
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            block = Transaction(self._node_or_resolver, isolation=self.isolation, read_only=self.read_only)
+            block = Transaction(
+                self._node_or_resolver,
+                isolation=self.isolation,
+                read_only=self.read_only,
+                on_commit=self._on_commit,
+            )
             async with block:
                 return await func(*args, **kwargs)
 

@@ -55,6 +55,10 @@ class Topology:
         return "PRAGMA query_only"  # sqlite: 1 on reader connections, 0 on the writer
 
     def manager(self, **options: Any) -> Manager:
+        """A manager on this topology. The background monitor and read-your-writes are off
+        unless asked for, so that routing is deterministic in the core tests."""
+        options.setdefault("health_check_interval", None)
+        options.setdefault("read_your_writes", None)
         return Manager(self.primary, self.replicas, **options)
 
     async def wait_replicated(self, timeout: float = 10.0) -> None:

@@ -36,11 +36,16 @@ class AiomysqlDriver(Driver):
         await conn.ensure_closed()
 
     def terminate(self, conn: Any) -> None:
-        # conn.close() would ask the (possibly closed) loop to close the transport;
-        # close the socket itself and detach it so the transport does not warn later.
+        # conn.close() asks the loop to close the transport, which fails once the loop
+        # is closed. Mark the transport closing (so nothing warns later), then close
+        # the socket ourselves and detach it.
         writer = conn._writer
         if writer is not None:
             transport = writer.transport
+            try:
+                transport.close()
+            except RuntimeError:  # the loop is closed; the socket is closed below
+                pass
             sock = getattr(transport, "_sock", None)
             if sock is not None:
                 transport._sock = None

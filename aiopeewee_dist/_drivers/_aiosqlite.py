@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
@@ -23,6 +24,31 @@ def _run(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Result:
 
 def _fetch(cur: sqlite3.Cursor, size: int) -> Result:
     return Result(cur.fetchmany(size), cur.description)
+
+
+async def _call(conn: Any, function: Any, *args: Any) -> Any:
+    """Run ``function(*args)`` in the connection's thread; interrupt it if the caller is cancelled.
+
+    Without this a cancelled statement runs on in the thread to its end (aiosqlite does not
+    stop it), and a cancelled write transaction keeps SQLite's write lock meanwhile, so every
+    other writer fails with "database is locked". ``interrupt()`` is safe from any thread; the
+    flag covers a call cancelled before the thread has started it.
+    """
+    cancelled = False
+
+    def guarded() -> Any:
+        if cancelled:
+            raise sqlite3.OperationalError("interrupted: the caller was cancelled")
+        return function(*args)
+
+    try:
+        return await conn._execute(guarded)
+    except asyncio.CancelledError:
+        cancelled = True
+        raw = conn._connection
+        if raw is not None:
+            raw.interrupt()
+        raise
 
 
 class AiosqliteDriver(Driver):
@@ -66,16 +92,16 @@ class AiosqliteDriver(Driver):
     async def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> Result:
         # aiosqlite's public API costs a thread hop per call (execute, fetch, close);
         # running the whole statement in its thread costs one.
-        result: Result = await conn._execute(_run, conn._conn, sql, params)
+        result: Result = await _call(conn, _run, conn._conn, sql, params)
         return result
 
     async def stream(
         self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
     ) -> AsyncGenerator[Result, None]:
-        cur = await conn._execute(conn._conn.execute, sql, params)
+        cur = await _call(conn, conn._conn.execute, sql, params)
         try:
             while True:
-                chunk: Result = await conn._execute(_fetch, cur, chunk_size)
+                chunk: Result = await _call(conn, _fetch, cur, chunk_size)
                 if not chunk.rows:
                     break
                 yield chunk

@@ -1,0 +1,137 @@
+"""Read-your-writes: after a write in a context, later reads in that context see it.
+
+A *session* records the last write of a context: when it happened (``sticky``
+mode: read from the primary for ``sticky_seconds`` afterwards) and the primary's
+position right after it (``causal`` mode: read from any replica that has replayed
+that position, else from the primary). A task gets a session at its first write;
+tasks it spawns afterwards share it. ``Manager.consistency()`` opens one explicitly
+(the web integrations open one per request), and a session travels between
+requests as a token (:meth:`Session.token`, :meth:`Session.from_token`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Literal
+
+from ._errors import ConfigurationError
+from ._replication import Position
+
+__all__ = ["Consistency", "ConsistencyMode", "Session"]
+
+ConsistencyMode = Literal["sticky", "causal"]
+_TOKEN_VERSION = "v1"
+
+
+class Session:
+    """The last write seen in one context (mutable: shared by the tasks of the context)."""
+
+    __slots__ = ("position", "written_at")
+
+    def __init__(self, written_at: float | None = None, position: Position | None = None) -> None:
+        #: Wall-clock time (seconds since the epoch) of the last write; a token carries it.
+        self.written_at = written_at
+        self.position = position
+
+    def record(self, position: Position | None = None) -> None:
+        self.written_at = time.time()
+        if position is not None:
+            self.position = position
+
+    def token(self) -> str:
+        """A string to carry this session to another request or process (cookie, header)."""
+        parts = [_TOKEN_VERSION]
+        if self.written_at is not None:
+            parts.append(f"t={self.written_at:.3f}")
+        if self.position is not None:
+            parts.append(f"p={self.position.to_token()}")
+        return "|".join(parts)
+
+    @classmethod
+    def from_token(cls, token: str) -> Session:
+        """The session a :meth:`token` described; ``ConfigurationError`` if it is not one."""
+        fields = token.split("|") if isinstance(token, str) else []
+        if not fields or fields[0] != _TOKEN_VERSION:
+            raise ConfigurationError(f"not a consistency token: {str(token)[:80]!r}")
+        session = cls()
+        for field in fields[1:]:
+            key, _, value = field.partition("=")
+            try:
+                if key == "t":
+                    session.written_at = float(value)
+                    continue
+            except ValueError:
+                pass
+            else:
+                if key == "p":
+                    session.position = Position.from_token(value)
+                    continue
+            raise ConfigurationError(f"not a consistency token: {token[:80]!r}")
+        return session
+
+
+# {Consistency: Session} for the current context; copied on change.
+_NO_SESSIONS: dict[Consistency, Session] = {}
+_sessions: ContextVar[dict[Consistency, Session]] = ContextVar(
+    "aiopeewee_dist.sessions", default=_NO_SESSIONS
+)
+
+
+class Consistency:
+    """One manager's read-your-writes policy and its per-context sessions."""
+
+    def __init__(self, mode: ConsistencyMode | None, *, sticky_seconds: float, causal_wait: float) -> None:
+        if mode not in (None, "sticky", "causal"):
+            raise ConfigurationError(f"read_your_writes must be 'sticky', 'causal' or None, got {mode!r}")
+        for name, value in (("sticky_seconds", sticky_seconds), ("causal_wait", causal_wait)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        self.mode = mode
+        self.sticky_seconds = float(sticky_seconds)
+        self.causal_wait = float(causal_wait)
+
+    def current(self) -> Session | None:
+        return _sessions.get().get(self)
+
+    def _ensure(self) -> Session:
+        session = self.current()
+        if session is None:
+            session = Session()
+            _sessions.set({**_sessions.get(), self: session})
+        return session
+
+    @contextmanager
+    def scope(self, token: str | None = None) -> Iterator[Session]:
+        """A fresh session for the block (from ``token`` if given)."""
+        session = Session.from_token(token) if token else Session()
+        reset = _sessions.set({**_sessions.get(), self: session})
+        try:
+            yield session
+        finally:
+            _sessions.reset(reset)
+
+    @property
+    def tracks_positions(self) -> bool:
+        return self.mode == "causal"
+
+    def record_write(self, position: Position | None = None) -> None:
+        if self.mode is not None:
+            self._ensure().record(position)
+
+    def primary_required(self) -> bool:
+        """Sticky mode: a write in this context happened less than ``sticky_seconds`` ago."""
+        if self.mode != "sticky":
+            return False
+        session = self.current()
+        written = session.written_at if session else None
+        return written is not None and time.time() - written < self.sticky_seconds
+
+    def required_position(self) -> Position | None:
+        """Causal mode: the position a replica must have replayed to serve this context."""
+        if self.mode != "causal":
+            return None
+        session = self.current()
+        return session.position if session else None

@@ -1,0 +1,215 @@
+"""Health and freshness of every node, checked in the background.
+
+Each round the monitor asks the primary for its position, then every replica for
+its replayed position (one status query per node, see :mod:`._replication`). The
+primary's positions are kept with the time they were read, so a replica's freshness
+is exact rather than estimated: a replica that has replayed position P taken at time
+T holds every commit acknowledged before T. A read at time ``now`` therefore sees
+data at most ``now - T`` old, which is what ``max_lag`` bounds (the time since the
+check counts too, so the bound holds between checks).
+
+A node is ejected after ``eject_after`` consecutive failed checks, or at once when
+a query finds it unreachable, and readmitted after ``readmit_after`` good ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._replication import NodeStatus, Position, parse_status, status_sql
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+__all__ = ["HealthMonitor", "NodeHealth"]
+
+logger = logging.getLogger("aiopeewee_dist.health")
+
+# Enough primary positions to place any replica less than this many checks behind.
+_HISTORY = 4096
+
+
+class NodeHealth:
+    """What the monitor knows about one node."""
+
+    __slots__ = (
+        "checked_at",
+        "failures",
+        "fresh_as_of",
+        "last_error",
+        "latency",
+        "status",
+        "successes",
+        "up",
+    )
+
+    def __init__(self) -> None:
+        self.up = True
+        self.failures = 0
+        self.successes = 0
+        self.latency: float | None = None
+        self.last_error: str | None = None
+        self.status: NodeStatus | None = None
+        self.checked_at: float | None = None
+        #: Monotonic time T such that the node holds every commit acknowledged before T.
+        self.fresh_as_of: float | None = None
+
+    @property
+    def position(self) -> Position | None:
+        return self.status.position if self.status else None
+
+    def staleness(self, now: float) -> float | None:
+        """Upper bound on how old the node's data is at ``now``; None if unknown."""
+        return None if self.fresh_as_of is None else max(now - self.fresh_as_of, 0.0)
+
+
+class HealthMonitor:
+    """Background checks of a set of nodes (one primary, its replicas)."""
+
+    def __init__(
+        self,
+        *,
+        primary: Callable[[], Node],
+        replicas: Callable[[], Sequence[Node]],
+        interval: float,
+        timeout: float,
+        eject_after: int,
+        readmit_after: int,
+        on_writable_replica: Callable[[Node], Awaitable[None]] | None = None,
+    ) -> None:
+        self._primary = primary
+        self._replicas = replicas
+        self.interval = interval
+        self.timeout = timeout
+        self.eject_after = eject_after
+        self.readmit_after = readmit_after
+        self._on_writable_replica = on_writable_replica
+        self._history: deque[tuple[float, Position]] = deque(maxlen=_HISTORY)
+        self._task: asyncio.Task[None] | None = None
+        self.rounds = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        task = self._task
+        return task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
+
+    def ensure_running(self) -> None:
+        """Start the background task in the running loop if it is not running there."""
+        if not self.running:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="aiopeewee_dist.health")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
+            # wait() neither raises the task's CancelledError nor swallows our own.
+            await asyncio.wait([task])
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad round must not end the monitor
+                logger.exception("health check round failed")
+            await asyncio.sleep(self.interval)
+
+    # -- checks ----------------------------------------------------------------------
+
+    async def check(self) -> None:
+        """One round: the primary first (its position dates the replicas'), then the replicas."""
+        primary = self._primary()
+        started = time.monotonic()
+        primary_status = await self._check(primary)
+        if primary_status is not None and not primary_status.is_replica and primary_status.position:
+            self._history.append((started, primary_status.position))
+            primary.health.fresh_as_of = started
+        replicas = list(self._replicas())
+        statuses = await asyncio.gather(*(self._check(node) for node in replicas))
+        for node, status in zip(replicas, statuses, strict=True):
+            if status is not None and status.position is not None:
+                fresh = self._fresh_as_of(status.position)
+                if fresh is not None:
+                    node.health.fresh_as_of = max(fresh, node.health.fresh_as_of or fresh)
+        self.rounds += 1
+        await self._detect_failover(primary, primary_status, replicas, statuses)
+
+    def _fresh_as_of(self, replayed: Position) -> float | None:
+        for checked_at, position in reversed(self._history):
+            if replayed.covers(position):
+                return checked_at
+        return None
+
+    async def _check(self, node: Node) -> NodeStatus | None:
+        sql = status_sql(node.dialect)
+        start = time.perf_counter()
+        try:
+            row = await node.probe(sql or "SELECT 1", self.timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.record_failure(node, exc)
+            return None
+        node.health.latency = time.perf_counter() - start
+        node.health.checked_at = time.monotonic()
+        status = parse_status(node.dialect, row) if sql else NodeStatus(False, None)
+        node.health.status = status
+        self._record_success(node)
+        return status
+
+    def _record_success(self, node: Node) -> None:
+        health = node.health
+        health.failures = 0
+        health.successes += 1
+        health.last_error = None
+        if not health.up and health.successes >= self.readmit_after:
+            health.up = True
+            logger.warning("node %s is back: readmitted after %d good checks", node.name, health.successes)
+
+    def record_failure(self, node: Node, exc: BaseException, *, eject_now: bool = False) -> None:
+        """Count a failed check, or (``eject_now``) a query that found the node unreachable."""
+        health = node.health
+        health.successes = 0
+        health.failures += 1
+        health.last_error = f"{type(exc).__name__}: {exc}"
+        if health.up and (eject_now or health.failures >= self.eject_after):
+            health.up = False
+            logger.warning("node %s ejected: %s", node.name, health.last_error)
+
+    async def _detect_failover(
+        self,
+        primary: Node,
+        primary_status: NodeStatus | None,
+        replicas: list[Node],
+        statuses: list[NodeStatus | None],
+    ) -> None:
+        """A primary that is down or read-only, and exactly one replica that now takes writes."""
+        if primary_status is not None and not primary_status.is_replica:
+            return
+        if primary_status is not None:
+            logger.warning("primary %s has become read-only (external failover?)", primary.name)
+        writable = [n for n, s in zip(replicas, statuses, strict=True) if s is not None and not s.is_replica]
+        if len(writable) == 1 and self._on_writable_replica is not None:
+            await self._on_writable_replica(writable[0])
+        elif len(writable) > 1:
+            names = ", ".join(node.name for node in writable)
+            logger.warning("several replicas accept writes (%s); not choosing a primary", names)
+
+    def report(self, node: Node) -> dict[str, Any]:
+        health = node.health
+        now = time.monotonic()
+        return {
+            "up": health.up,
+            "latency": health.latency,
+            "lag": health.staleness(now) if node.role == "replica" else 0.0,
+            "position": str(health.position) if health.position else None,
+            "last_error": health.last_error,
+        }

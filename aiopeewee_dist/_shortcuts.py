@@ -1,0 +1,271 @@
+"""Peewee's model-level shortcuts (get, create, save, prefetch, ...) as awaitables.
+
+They build ordinary Peewee queries (no I/O) and run them through the manager's
+``execute``, so each one is routed like any other query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import peewee
+
+from ._transaction import Transaction
+
+if TYPE_CHECKING:
+    from ._node import NodeRef
+    from ._router import Router
+
+__all__ = ["ModelShortcuts"]
+
+M = TypeVar("M", bound=peewee.Model)
+# peewee's type stubs leave out the model and schema internals used below.
+_pw: Any = peewee
+
+
+class ModelShortcuts:
+    """Awaitable versions of Peewee's ``Model`` and query shortcuts."""
+
+    router: Router
+
+    async def execute(self, query: Any, *, node: NodeRef = None) -> Any:
+        raise NotImplementedError
+
+    def primary(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def transaction(
+        self, *, node: NodeRef = None, isolation: str | None = None, read_only: bool = False
+    ) -> Transaction:
+        raise NotImplementedError
+
+    async def scalar(self, query: Any, *, as_tuple: bool = False, node: NodeRef = None) -> Any:
+        """The first column of the first row (the whole row with ``as_tuple``), or None."""
+        rows = await self.execute(query.tuples(), node=node)
+        if not rows:
+            return None
+        return rows[0] if as_tuple else rows[0][0]
+
+    async def count(self, query: Any, *, clear_limit: bool = False, node: NodeRef = None) -> int:
+        """``SELECT COUNT(*)`` over the query, as Peewee's ``query.count()``."""
+        clone = query.order_by().alias("_wrapped")
+        if clear_limit:
+            clone._limit = clone._offset = None
+        simple = (
+            clone._having is None
+            and clone._group_by is None
+            and clone._windows is None
+            and clone._distinct is None
+            and clone._simple_distinct is not True
+        )
+        if simple:
+            clone = clone.select(_pw.SQL("1"))
+        wrapped = _pw.Select([clone], [_pw.fn.COUNT(_pw.SQL("1"))])
+        return int(await self.scalar(wrapped, node=node) or 0)
+
+    async def exists(self, query: Any, *, node: NodeRef = None) -> bool:
+        clone = query.columns(_pw.SQL("1"))
+        clone._limit = 1
+        clone._offset = None
+        return bool(await self.scalar(clone, node=node))
+
+    async def get(self, source: type[M] | Any, *query: Any, node: NodeRef = None, **filters: Any) -> Any:
+        """One model by expressions or ``field=value`` filters; raises ``Model.DoesNotExist``.
+
+        ``source`` is a model class or a select query.
+        """
+        select, model = self._select_for(source, query, filters)
+        rows = await self.execute(select.limit(1), node=node)
+        if rows:
+            return rows[0]
+        sql, params = self.router.primary.database.get_sql_context().sql(select).query()
+        raise model.DoesNotExist(
+            f"{model.__name__} instance matching query does not exist:\nSQL: {sql}\nParams: {params}"
+        )
+
+    async def get_or_none(
+        self, source: type[M] | Any, *query: Any, node: NodeRef = None, **filters: Any
+    ) -> Any:
+        select, _ = self._select_for(source, query, filters)
+        rows = await self.execute(select.limit(1), node=node)
+        return rows[0] if rows else None
+
+    async def get_by_id(self, model: type[M], pk: Any, *, node: NodeRef = None) -> M:
+        result: M = await self.get(model, model._meta.primary_key == pk, node=node)
+        return result
+
+    @staticmethod
+    def _select_for(source: Any, query: tuple[Any, ...], filters: dict[str, Any]) -> tuple[Any, Any]:
+        if isinstance(source, type) and issubclass(source, peewee.Model):
+            model, select = source, source.select()
+        elif isinstance(source, _pw.SelectBase):
+            select, model = source, source.model
+        else:
+            raise TypeError(f"expected a model class or a select query, got {source!r}")
+        if query:
+            select = select.where(*query)
+        if filters:
+            select = select.filter(**filters)
+        return select, model
+
+    async def create(self, model: type[M], **data: Any) -> M:
+        """Insert a new row and return it as a model instance with its primary key set."""
+        instance = model(**data)
+        await self.save(instance, force_insert=True)
+        return instance
+
+    async def get_or_create(
+        self, model: type[M], *, defaults: Mapping[str, Any] | None = None, **lookup: Any
+    ) -> tuple[M, bool]:
+        """``(instance, created)``; safe against a concurrent create of the same row.
+
+        Runs on the primary so the lookup sees rows just written.
+        """
+        query = model.select()
+        for field, value in lookup.items():
+            query = query.where(getattr(model, field) == value)
+        with self.primary():
+            found = await self.get_or_none(query)
+            if found is not None:
+                return found, False
+            try:
+                async with self.transaction():
+                    return await self.create(model, **{**lookup, **(defaults or {})}), True
+            except _pw.IntegrityError:
+                found = await self.get_or_none(query)
+                if found is None:
+                    raise
+                return found, False
+
+    async def save(
+        self, instance: peewee.Model, *, force_insert: bool = False, only: Any = None
+    ) -> int | bool:
+        """Insert or update ``instance`` as Peewee's ``Model.save`` does; returns rows saved."""
+        obj: Any = instance  # peewee's stubs omit Model internals
+        meta = obj._meta
+        field_dict = obj.__data__.copy()
+        if meta.primary_key is not False:
+            pk_field, pk_value = meta.primary_key, obj._pk
+        else:
+            pk_field = pk_value = None
+        if only is not None:
+            field_dict = obj._prune_fields(field_dict, only)
+        elif meta.only_save_dirty and not force_insert:
+            field_dict = obj._prune_fields(field_dict, obj.dirty_fields)
+            if not field_dict:
+                obj._dirty.clear()
+                return False
+        obj._populate_unsaved_relations(field_dict)
+        rows = 1
+        if meta.auto_increment and pk_value is None:
+            field_dict.pop(pk_field.name, None)
+        if pk_value is not None and not force_insert:
+            for name in pk_field.field_names if meta.composite_key else [pk_field.name]:
+                field_dict.pop(name, None)
+            if not field_dict:
+                raise ValueError("no data to save!")
+            rows = await self.execute(type(obj).update(**field_dict).where(obj._pk_expr()))
+        elif pk_field is not None:
+            pk = await self.execute(type(obj).insert(**field_dict))
+            if pk is not None and (meta.auto_increment or pk_value is None):
+                obj._pk = pk
+                obj._dirty.discard(pk_field.name)
+        else:
+            await self.execute(type(obj).insert(**field_dict))
+        obj._dirty -= set(field_dict)
+        return int(rows)
+
+    async def delete_instance(
+        self, instance: peewee.Model, *, recursive: bool = False, delete_nullable: bool = False
+    ) -> int:
+        """Delete ``instance``'s row (and, with ``recursive``, rows that depend on it)."""
+        obj: Any = instance  # peewee's stubs omit Model internals
+        if recursive:
+            for query, fk in obj.dependencies(exclude_null_children=not delete_nullable):
+                if fk.null and not delete_nullable:
+                    await self.execute(fk.model.update(**{fk.name: None}).where(query))
+                else:
+                    await self.execute(fk.model.delete().where(query))
+        return int(await self.execute(type(obj).delete().where(obj._pk_expr())))
+
+    async def insert_many(self, model: type[peewee.Model], rows: Iterable[Any], fields: Any = None) -> Any:
+        """``INSERT`` many rows in one statement; returns what Peewee's ``insert_many`` does."""
+        return await self.execute(model.insert_many(rows, fields=fields))
+
+    async def bulk_create(
+        self, model: type[M], instances: Sequence[M], *, batch_size: int | None = None
+    ) -> None:
+        """Insert model instances in batches; sets their primary keys where the server returns them."""
+        meta: Any = model._meta
+        field_names = list(meta.sorted_field_names)
+        if meta.auto_increment:
+            field_names.remove(meta.primary_key.name)
+        fields = [meta.fields[name] for name in field_names]
+        attrs = [f.object_id_name if isinstance(f, _pw.ForeignKeyField) else f.name for f in fields]
+        returns_keys = self.router.primary.database.returning_clause and meta.primary_key is not False
+        pk_fields = meta.get_primary_keys() if returns_keys else None
+        step = batch_size or max(len(instances), 1)
+        for start in range(0, len(instances), step):
+            batch = instances[start : start + step]
+            query = model.insert_many([[getattr(obj, a) for a in attrs] for obj in batch], fields=fields)
+            if pk_fields:
+                query = query.returning(*pk_fields).tuples()
+            result = await self.execute(query)
+            if pk_fields and result:
+                for row, obj in zip(result, batch, strict=True):
+                    for pk_field, value in zip(pk_fields, row, strict=True):
+                        setattr(obj, pk_field.name, value)
+
+    async def prefetch(self, query: Any, *subqueries: Any, node: NodeRef = None) -> list[Any]:
+        """Peewee's ``prefetch``: one query per relation, related rows attached to each model."""
+        if not subqueries:
+            return list(await self.execute(query, node=node))
+        fixed = _pw.prefetch_add_subquery(query, subqueries, _pw.PREFETCH_TYPE.WHERE)
+        deps: dict[Any, dict[Any, Any]] = {}
+        rel_map: dict[Any, list[Any]] = {}
+        rows: list[Any] = []
+        for pq in reversed(fixed):
+            if pq.fields:
+                for rel_model in pq.rel_models:
+                    rel_map.setdefault(rel_model, []).append(pq)
+            id_map = deps.setdefault(pq.model, {})
+            rows = await self.execute(pq.query, node=node)
+            for instance in rows:
+                if pq.fields:
+                    pq.store_instance(instance, id_map)
+                for rel in rel_map.get(pq.model, ()):
+                    rel.populate_instance(instance, deps[rel.model])
+        return rows
+
+    # -- schema ------------------------------------------------------------------------
+
+    async def create_tables(self, models: Sequence[type[peewee.Model]], *, safe: bool = True) -> None:
+        """``CREATE TABLE`` (with indexes and sequences) for each model, on the primary."""
+        node = self.router.route(write=True)
+        database = node.database
+        for model in _pw.sort_models(models):
+            schema = _pw.SchemaManager(model, database=database)
+            # No "IF NOT EXISTS" for indexes in this dialect: skip tables already there.
+            if (
+                safe
+                and not database.safe_create_index
+                and model._meta.table_name in await database.aio_get_tables(schema=model._meta.schema)
+            ):
+                continue
+            if database.sequences:
+                for field in model._meta.sorted_fields:
+                    if field.sequence:
+                        create = schema._create_context().literal("CREATE SEQUENCE IF NOT EXISTS ")
+                        await node.execute(create.sql(schema._sequence_for_field(field)))
+            await node.execute(schema._create_table(safe=safe))
+            for index in schema._create_indexes(safe=safe):
+                await node.execute(index)
+
+    async def drop_tables(self, models: Sequence[type[peewee.Model]], *, safe: bool = True) -> None:
+        """``DROP TABLE`` for each model (dependents first), on the primary."""
+        node = self.router.route(write=True)
+        for model in reversed(_pw.sort_models(models)):
+            schema = _pw.SchemaManager(model, database=node.database)
+            await node.execute(schema._drop_table(safe=safe))
