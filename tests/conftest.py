@@ -24,9 +24,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import cluster  # noqa: E402
+import cluster
 
-from aiopeewee_dist import Manager  # noqa: E402
+from aiopeewee_dist import Manager
 
 BACKENDS = ["sqlite", "psycopg", "aiopg", "mysql"]
 CLUSTER_BACKENDS = ["psycopg", "aiopg", "mysql"]
@@ -85,7 +85,8 @@ def topology_for(backend: str, tmp_path: Path) -> Topology:
             pytest.fail(message)
         pytest.skip(message)
     if kind == "pg":
-        return Topology(backend, _scheme(backend, cluster.PG_PRIMARY), [_scheme(backend, u) for u in cluster.PG_REPLICAS])
+        replicas = [_scheme(backend, url) for url in cluster.PG_REPLICAS]
+        return Topology(backend, _scheme(backend, cluster.PG_PRIMARY), replicas)
     return Topology(backend, cluster.MY_PRIMARY, [cluster.MY_REPLICA])
 
 

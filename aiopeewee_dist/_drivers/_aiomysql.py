@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
@@ -42,10 +43,8 @@ class AiomysqlDriver(Driver):
         writer = conn._writer
         if writer is not None:
             transport = writer.transport
-            try:
+            with contextlib.suppress(RuntimeError):  # loop closed: the socket is closed below
                 transport.close()
-            except RuntimeError:  # the loop is closed; the socket is closed below
-                pass
             sock = getattr(transport, "_sock", None)
             if sock is not None:
                 transport._sock = None
