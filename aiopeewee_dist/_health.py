@@ -204,12 +204,15 @@ class HealthMonitor:
             logger.warning("several replicas accept writes (%s); not choosing a primary", names)
 
     def report(self, node: Node) -> dict[str, Any]:
+        """The node's state as of its last check; ``lag`` is its staleness at that check."""
         health = node.health
-        now = time.monotonic()
+        lag: float | None = 0.0
+        if node.role == "replica":
+            lag = health.staleness(health.checked_at) if health.checked_at is not None else None
         return {
             "up": health.up,
             "latency": health.latency,
-            "lag": health.staleness(now) if node.role == "replica" else 0.0,
+            "lag": lag,
             "position": str(health.position) if health.position else None,
             "last_error": health.last_error,
         }
