@@ -42,7 +42,7 @@ def _seconds(value: float | None) -> str:
 
 
 def _rows(report: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for entry in report:
         pool = entry["pool"]
         rows.append(
