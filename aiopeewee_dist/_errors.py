@@ -11,7 +11,7 @@
      ├── RoutingError                                   no such node, write sent to a replica
      │    ├── ReadOnlyError                             write inside ``manager.read_only()``
      │    └── NoHealthyReplica                          no eligible replica and ``fallback="raise"``
-     ├── TransactionError                               misuse of a transaction block
+     ├── TransactionError                               a transaction block used wrongly
      └── EventLoopError            (also RuntimeError)  manager in use by a running loop elsewhere
 
 Driver errors (integrity, data, syntax) surface as Peewee's own exceptions
@@ -77,7 +77,7 @@ class NoHealthyReplica(RoutingError):
 
 
 class TransactionError(AioPeeweeDistError):
-    """A transaction block was used in a way that cannot work (e.g. across nodes)."""
+    """A transaction block was used in a way that cannot work (e.g. entered twice at once)."""
 
 
 class EventLoopError(AioPeeweeDistError, RuntimeError):

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._errors import PoolTimeout
 from ._replication import NodeStatus, Position, parse_status, status_sql
 
 if TYPE_CHECKING:
@@ -153,8 +154,8 @@ class HealthMonitor:
         start = time.perf_counter()
         try:
             row = await node.probe(sql or "SELECT 1", self.timeout)
-        except asyncio.CancelledError:
-            raise
+        except PoolTimeout:
+            return node.health.status  # busy, not broken: no verdict this round
         except Exception as exc:
             self.record_failure(node, exc)
             return None
@@ -196,6 +197,10 @@ class HealthMonitor:
             return
         if primary_status is not None:
             logger.warning("primary %s has become read-only (external failover?)", primary.name)
+            # Behind a stable address (VIP, proxy) new connections may reach the new primary.
+            primary.expire_connections()
+        elif primary.health.up:
+            return  # one failed check is not an outage: wait for eject_after of them
         writable = [n for n, s in zip(replicas, statuses, strict=True) if s is not None and not s.is_replica]
         if len(writable) == 1 and self._on_writable_replica is not None:
             await self._on_writable_replica(writable[0])

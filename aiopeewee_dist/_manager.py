@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, aclosing, asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee
 
@@ -20,7 +20,7 @@ from ._health import HealthMonitor
 from ._node import Node, NodeRef, Role
 from ._options import PoolOptions, ReplicaPolicy, parse_weight, validate_node_name
 from ._query import is_write, is_write_sql
-from ._replication import NodeStatus
+from ._replication import UNKNOWN_POSITION, NodeStatus, Position
 from ._router import Router, Strategy, StrategyName
 from ._shortcuts import ModelShortcuts
 from ._transaction import Transaction
@@ -29,6 +29,7 @@ from ._url import DatabaseURL, parse_url
 __all__ = ["Manager"]
 
 logger = logging.getLogger("aiopeewee_dist.router")
+T = TypeVar("T")
 
 
 def _pool_overrides(url: DatabaseURL) -> dict[str, str]:
@@ -46,7 +47,7 @@ class Manager(ModelShortcuts):
         async with manager:
             user = await manager.create(User, name="ada")   # primary
             users = await manager.execute(User.select())      # primary: read-your-writes
-            ...                                               # later reads: a replica
+            ...                                               # reads later on: a replica
 
     Pool options (``min_size``, ``max_size``, ``acquire_timeout``, ``connect_timeout``,
     ``max_lifetime``, ``max_idle``, ``ping_after_idle``) apply to every node; a node's
@@ -276,6 +277,8 @@ class Manager(ModelShortcuts):
                 raise
             new = self._make_node(target, default_name=f"primary-{self._replica_count + 1}", role="primary")
             self._check_dialects([*self.router.replicas, new])
+            if new.name in {n.name for n in self.router.replicas}:
+                raise ConfigurationError(f"a node named {new.name!r} already exists") from None
         if new is old:
             return old
         self.router.replicas = [r for r in self.router.replicas if r is not new]
@@ -357,17 +360,35 @@ class Manager(ModelShortcuts):
         transaction may run on a replica. Inside ``read_only()`` it is read-only.
         """
         router = self.router
-        read_only = read_only or router.in_read_only
 
-        def resolve() -> Node:
+        def resolve(read_only: bool) -> Node:
             return router.route(write=not read_only, node=node)
 
-        return Transaction(resolve, isolation=isolation, read_only=read_only, on_commit=self._after_commit)
+        return Transaction(
+            resolve,
+            isolation=isolation,
+            read_only=read_only,
+            on_commit=self._after_commit,
+            read_only_context=lambda: router.in_read_only,
+        )
 
     async def _after_commit(self, node: Node) -> None:
-        if node.role == "primary" and self.consistency_policy.mode is not None:
-            tracked = self.consistency_policy.tracks_positions
-            self.consistency_policy.record_write(await node.current_position() if tracked else None)
+        if node.role == "primary":
+            self.consistency_policy.record_write(await self._position_after_write(node))
+
+    async def _position_after_write(self, node: Node) -> Position | None:
+        """Causal mode: the primary's position after this session's write (None otherwise).
+
+        The write is committed whatever happens here, so a failure must not raise;
+        it yields a position no replica covers, sending reads to the primary.
+        """
+        if not self.consistency_policy.tracks_positions:
+            return None
+        try:
+            return await node.current_position() or UNKNOWN_POSITION
+        except Exception as exc:
+            logger.warning("could not read the position of %s after a write: %s", node.name, exc)
+            return UNKNOWN_POSITION
 
     @asynccontextmanager
     async def connection(self, *, node: NodeRef = None, write: bool = True) -> AsyncIterator[Any]:
@@ -387,23 +408,25 @@ class Manager(ModelShortcuts):
         A read that finds its replica unreachable is retried once elsewhere.
         """
         if is_write(query):
-            target = self.router.route(write=True, node=node)
-            return await self._write(target, query)
+            return await self._write(lambda target: target.execute(query, write=True), node)
         return await self._read(lambda target: target.execute(query, write=False), node)
 
-    async def _write(self, target: Node, query: Any) -> Any:
+    async def _write(self, run: Callable[[Node], Awaitable[T]], node: NodeRef) -> T:
+        target = self.router.route(write=True, node=node)
         policy = self.consistency_policy
         if policy.mode is None or _context.current_transaction() is not None:
-            return await target.execute(query, write=True)
-        if policy.tracks_positions:
-            result, position = await target.execute_tracked(query)
-            policy.record_write(position)
+            return await run(target)  # inside a transaction, the commit records it
+        if not policy.tracks_positions:
+            result = await run(target)
+            policy.record_write()
             return result
-        result = await target.execute(query, write=True)
-        policy.record_write()
+        # The position must be read on the session that wrote (MariaDB's @@last_gtid).
+        async with target.connection():
+            result = await run(target)
+            policy.record_write(await self._position_after_write(target))
         return result
 
-    async def _read(self, run: Callable[[Node], Awaitable[Any]], node: NodeRef) -> Any:
+    async def _read(self, run: Callable[[Node], Awaitable[T]], node: NodeRef) -> T:
         self._ensure_monitor()
         if self.consistency_policy.causal_wait and node is None:
             await self._wait_for_causal_replica()
@@ -447,25 +470,35 @@ class Manager(ModelShortcuts):
         """Stream a select's rows with bounded memory (server-side cursors where available).
 
         Use as ``async for row in manager.iterate(q)``; wrap in ``async with`` to
-        release the connection at once if you stop early.
+        release the connection at once if you stop early. Routed like ``execute``
+        when iteration starts; a failure mid-stream is not retried.
         """
         if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
             raise ConfigurationError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        return _RowStream(self._iterate(query, chunk_size, node))
+
+    async def _iterate(self, query: Any, chunk_size: int, node: NodeRef) -> AsyncGenerator[Any, None]:
         write = is_write(query)
-        target = self.router.route(write=write, node=node)
-        return _RowStream(target.iterate(query, chunk_size=chunk_size, write=write))
+        if write:
+            target = self.router.route(write=True, node=node)
+        else:
+            target = await self._read(_identity, node)
+        async with aclosing(target.iterate(query, chunk_size=chunk_size, write=write)) as rows:
+            async for row in rows:
+                yield row
 
     async def raw_sql(self, sql: str, params: Sequence[Any] = (), *, node: NodeRef = None) -> Any:
         """Run SQL text; reads return a list of tuples, writes the row count."""
         args = tuple(params)
         if is_write_sql(sql):
-            target = self.router.route(write=True, node=node)
-            result = await target.run_sql(sql, args, write=True)
-            if _context.current_transaction() is None:
-                self.consistency_policy.record_write()
+            result = await self._write(lambda target: target.run_sql(sql, args, write=True), node)
         else:
             result = await self._read(lambda target: target.run_sql(sql, args, write=False), node)
         return result.rows if result.description is not None else result.rowcount
+
+
+async def _identity(node: Node) -> Node:
+    return node
 
 
 def _percentiles_ms(samples: Iterable[float]) -> dict[str, float | None]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -15,7 +14,7 @@ import peewee
 from . import _context
 from ._dialects import dialect_for
 from ._drivers import Result, get_driver
-from ._errors import NodeUnavailable, ReadOnlyError
+from ._errors import NodeUnavailable, PoolTimeout, ReadOnlyError
 from ._health import NodeHealth
 from ._options import PoolOptions
 from ._pool import ConnectionPool, PooledConnection
@@ -26,7 +25,6 @@ from ._url import DatabaseURL
 __all__ = ["Node", "NodeRef", "Role"]
 
 Role = Literal["primary", "replica"]
-logger = logging.getLogger("aiopeewee_dist.pool")
 
 # Maps driver exceptions to Peewee's (IntegrityError, ...); not in peewee's type stubs.
 _exception_wrapper = cast(Any, peewee).__exception_wrapper__
@@ -192,10 +190,16 @@ class Node:
     async def probe(self, sql: str, timeout: float) -> Any:
         """Run a status query for the health monitor; the first row, or an error.
 
-        An exhausted pool is not a dead node: waiting for a connection is not timed.
+        Raises :class:`PoolTimeout` when every connection is busy: a saturated pool
+        says nothing about the server, so the monitor records no verdict then.
         """
         pool = self._pool_for(write=False)
-        pc = await pool.acquire()
+        try:
+            pc = await asyncio.wait_for(pool.acquire(), timeout)
+        except asyncio.TimeoutError:
+            if pool.size >= pool.options.max_size:
+                raise PoolTimeout(f"node {self.name!r}: every connection is busy") from None
+            raise
         broken = False
         try:
             result = await asyncio.wait_for(self.driver.execute(pc.conn, sql, ()), timeout)
@@ -212,12 +216,6 @@ class Node:
         result = await self.run_sql(sql, params, write=write)
         return shape_result(query, self.database, result)
 
-    async def execute_tracked(self, query: Any) -> tuple[Any, Position | None]:
-        """Run a write, then read the primary's position on the same session (causal reads)."""
-        async with self.connection():
-            result = await self.execute(query, write=True)
-            return result, await self.current_position()
-
     async def current_position(self) -> Position | None:
         """This server's replication position now (after this session's last commit)."""
         sql = position_sql(self.dialect)
@@ -229,17 +227,50 @@ class Node:
     async def iterate(self, query: Any, *, chunk_size: int, write: bool = False) -> AsyncGenerator[Any, None]:
         """Stream a select's rows, ``chunk_size`` at a time, through a server-side cursor."""
         query, sql, params = compile_query(query, self.database)
-        async with self.connection(write=write) as conn:
-            self._counters[self.QUERIES] += 1
+        # The stream's connection is deliberately NOT pinned with self.connection(): an async
+        # generator runs in its consumer's context, so a pinned connection (1) captured the
+        # consumer's other queries to this node mid-stream (on MySQL they silently discarded
+        # the unread rows), and (2) when the stream was abandoned without ``async with``, was
+        # released by the loop's asyncgen finalizer in another Context, where resetting the
+        # binding raised ValueError: the connection leaked and the task kept a stale binding.
+        # Inside a transaction or connection() block the stream uses the pinned connection.
+        binding = _context.bound(self)
+        if binding is not None:
             try:
-                with _exception_wrapper:
-                    async with aclosing(self.driver.stream(conn, sql, params, chunk_size)) as chunks:
-                        async for chunk in chunks:
-                            for row in query._get_cursor_wrapper(chunk):
-                                yield row
-            except Exception:
-                self._counters[self.ERRORS] += 1
+                async with aclosing(self._stream(binding.conn, query, sql, params, chunk_size)) as rows:
+                    async for row in rows:
+                        yield row
+            except BaseException as exc:
+                binding.broken = binding.broken or self._breaks(binding.pc, exc)
                 raise
+            return
+        pool = self._pool_for(write)
+        pc = await pool.acquire()
+        broken = False
+        try:
+            # aclosing: the driver's cleanup (COMMIT, CLOSE cursor) must run before the release.
+            async with aclosing(self._stream(pc.conn, query, sql, params, chunk_size)) as rows:
+                async for row in rows:
+                    yield row
+        except BaseException as exc:
+            broken = self._breaks(pc, exc)
+            raise
+        finally:
+            pool.release(pc, broken=broken)
+
+    async def _stream(
+        self, conn: Any, query: Any, sql: str, params: Sequence[Any], chunk_size: int
+    ) -> AsyncGenerator[Any, None]:
+        self._counters[self.QUERIES] += 1
+        try:
+            with _exception_wrapper:
+                async with aclosing(self.driver.stream(conn, sql, params, chunk_size)) as chunks:
+                    async for chunk in chunks:
+                        for row in query._get_cursor_wrapper(chunk):
+                            yield row
+        except Exception:
+            self._counters[self.ERRORS] += 1
+            raise
 
     # -- observability -------------------------------------------------------------
 

@@ -13,7 +13,15 @@ from typing import Any
 
 from ._errors import ConfigurationError
 
-__all__ = ["NodeStatus", "Position", "parse_position", "parse_status", "position_sql", "status_sql"]
+__all__ = [
+    "UNKNOWN_POSITION",
+    "NodeStatus",
+    "Position",
+    "parse_position",
+    "parse_status",
+    "position_sql",
+    "status_sql",
+]
 
 
 @dataclass(frozen=True, order=False)
@@ -70,6 +78,11 @@ class Position:
             domain, seq = int(fields[0]), int(fields[-1])
             best[domain] = max(seq, best.get(domain, -1))
         return cls("mysql", tuple(sorted(best.items())))
+
+
+#: Stands for "a write whose position could not be read": no replica covers it, so
+#: causal reads go to the primary until the next write with a known position.
+UNKNOWN_POSITION = Position("unknown", ())
 
 
 @dataclass(frozen=True)

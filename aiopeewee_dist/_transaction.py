@@ -46,14 +46,21 @@ class Transaction:
 
     def __init__(
         self,
-        node: Node | Callable[[], Node],
+        node: Node | Callable[[bool], Node],
         *,
         isolation: str | None = None,
         read_only: bool = False,
         on_commit: Callable[[Node], Awaitable[None]] | None = None,
+        read_only_context: Callable[[], bool] | None = None,
     ) -> None:
+        """``node``: the node, or a function choosing it given whether the block is read-only.
+
+        ``read_only_context``: asked on entry (not at creation, so a decorator applied at
+        import time behaves like an ``async with`` block) whether to be read-only anyway.
+        """
         self._node_or_resolver = node
         self._on_commit = on_commit
+        self._read_only_context = read_only_context
         self.isolation = normalize_isolation(isolation)
         self.read_only = read_only
         self.node: Node | None = None
@@ -62,16 +69,18 @@ class Transaction:
         self._tx_token: Token[Any] | None = None
         self._savepoint: str | None = None
 
-    def _resolve(self) -> Node:
+    def _resolve(self, read_only: bool) -> Node:
         from ._node import Node
 
         target = self._node_or_resolver
-        return target if isinstance(target, Node) else target()
+        return target if isinstance(target, Node) else target(read_only)
 
     async def __aenter__(self) -> Transaction:
         if self._binding is not None:
             raise TransactionError("a Transaction object can be entered once at a time; create a new one")
-        node = self.node = self._resolve()
+        if self._read_only_context is not None and self._read_only_context():
+            self.read_only = True
+        node = self.node = self._resolve(self.read_only)
         binding = _context.bound(node)
         if binding is not None and binding.depth > 0:
             if self.isolation:
@@ -142,6 +151,7 @@ class Transaction:
                 isolation=self.isolation,
                 read_only=self.read_only,
                 on_commit=self._on_commit,
+                read_only_context=self._read_only_context,
             )
             async with block:
                 return await func(*args, **kwargs)

@@ -62,8 +62,6 @@ class Driver(abc.ABC):
     """
 
     backend: ClassVar[str]
-    #: Statements the dialect needs to open transactions and savepoints.
-    begin_sql: ClassVar[str] = "BEGIN"
     #: Whether a connection is tied to the event loop it was opened on.
     loop_bound: ClassVar[bool] = True
 
