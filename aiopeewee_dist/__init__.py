@@ -2,7 +2,8 @@
 
 A :class:`Manager` owns one connection pool per node (the primary and each read
 replica), routes every query to the right node, and pins transactions to one
-connection. Ordinary Peewee models work as they are.
+connection. Ordinary Peewee models work as they are. A :class:`ShardedManager`
+spreads models over several shards, each a Manager, by a shard key.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from ._errors import (
     AioPeeweeDistError,
     ConfigurationError,
+    CrossShardError,
     EventLoopError,
     NodeUnavailable,
     NoHealthyReplica,
@@ -18,19 +20,30 @@ from ._errors import (
     PoolTimeout,
     ReadOnlyError,
     RoutingError,
+    ShardError,
+    ShardKeyError,
     TransactionError,
 )
+from ._fanout import FanOutResult, FanOutStream
+from ._ids import IdGenerator, IdParts, ShardedIdField, decode_id
 from ._manager import Manager
 from ._node import Node
 from ._options import PoolOptions
+from ._sharding import ShardedManager, ShardTransaction
+from ._shardkeys import Ranges, jump_hash
 from ._transaction import Transaction
 from ._url import DatabaseURL, parse_url
 
 __all__ = [
     "AioPeeweeDistError",
     "ConfigurationError",
+    "CrossShardError",
     "DatabaseURL",
     "EventLoopError",
+    "FanOutResult",
+    "FanOutStream",
+    "IdGenerator",
+    "IdParts",
     "Manager",
     "NoHealthyReplica",
     "Node",
@@ -39,10 +52,18 @@ __all__ = [
     "PoolError",
     "PoolOptions",
     "PoolTimeout",
+    "Ranges",
     "ReadOnlyError",
     "RoutingError",
+    "ShardError",
+    "ShardKeyError",
+    "ShardTransaction",
+    "ShardedIdField",
+    "ShardedManager",
     "Transaction",
     "TransactionError",
+    "decode_id",
+    "jump_hash",
     "parse_url",
 ]
 

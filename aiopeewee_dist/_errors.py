@@ -10,8 +10,11 @@
      │    └── NodeUnavailable      the node cannot be reached (connect failed, connection broke)
      ├── RoutingError                                   no such node, write sent to a replica
      │    ├── ReadOnlyError                             write inside ``manager.read_only()``
-     │    └── NoHealthyReplica                          no eligible replica and ``fallback="raise"``
+     │    ├── NoHealthyReplica                          no eligible replica and ``fallback="raise"``
+     │    └── ShardKeyError                             sharding: no shard key, or no shard for it
      ├── TransactionError                               a transaction block used wrongly
+     │    └── CrossShardError                           another shard touched in a shard transaction
+     ├── ShardError                                     one shard failed in a fan-out (``.shard``)
      └── EventLoopError            (also RuntimeError)  manager in use by a running loop elsewhere
 
 Driver errors (integrity, data, syntax) surface as Peewee's own exceptions
@@ -25,6 +28,7 @@ import peewee
 __all__ = [
     "AioPeeweeDistError",
     "ConfigurationError",
+    "CrossShardError",
     "EventLoopError",
     "NoHealthyReplica",
     "NodeUnavailable",
@@ -33,6 +37,8 @@ __all__ = [
     "PoolTimeout",
     "ReadOnlyError",
     "RoutingError",
+    "ShardError",
+    "ShardKeyError",
     "TransactionError",
 ]
 
@@ -76,8 +82,35 @@ class NoHealthyReplica(RoutingError):
     """No replica is eligible for a read and the fallback policy is ``"raise"``."""
 
 
+class ShardKeyError(RoutingError):
+    """A sharded operation has no shard key (the message names the model and field), the key
+    cannot be hashed, or a placement strategy named a shard that does not exist."""
+
+
 class TransactionError(AioPeeweeDistError):
     """A transaction block was used in a way that cannot work (e.g. entered twice at once)."""
+
+
+class CrossShardError(TransactionError):
+    """An operation inside ``sharded.transaction()`` would touch another shard; nothing was sent."""
+
+
+class ShardError(AioPeeweeDistError):
+    """One shard failed during a fan-out. ``shard`` names it; the cause is chained (``__cause__``).
+
+    ``failures`` maps every shard known to have failed when the fan-out stopped to its error.
+    """
+
+    def __init__(
+        self, shard: str, cause: BaseException, failures: dict[str, BaseException] | None = None
+    ) -> None:
+        super().__init__(f"shard {shard!r} failed: {type(cause).__name__}: {cause}")
+        self.shard = shard
+        self.failures: dict[str, BaseException] = dict(failures or {shard: cause})
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Exceptions pickle through their args; ours are (shard, cause, failures), not the message.
+        return type(self), (self.shard, self.failures[self.shard], self.failures)
 
 
 class EventLoopError(AioPeeweeDistError, RuntimeError):
