@@ -147,6 +147,14 @@ class Node:
     def _breaks(self, pc: PooledConnection, exc: BaseException) -> bool:
         # A statement interrupted by cancellation leaves the driver mid-protocol;
         # only a fresh connection is trustworthy afterwards.
+        # GeneratorExit is no such interruption: it is thrown in at a ``yield`` (a stream
+        # closed early), never during a driver call, and the stream's cleanup (COMMIT/CLOSE)
+        # has already run when it gets here (had that failed, its error would replace it).
+        # Counting it as breaking closed the connection of every stream stopped early and,
+        # inside a transaction, marked the binding broken: the block then ended without
+        # COMMIT and without an error, silently losing its writes.
+        if isinstance(exc, GeneratorExit):
+            return self.driver.is_closed(pc.conn)
         return not isinstance(exc, Exception) or self.driver.is_closed(pc.conn)
 
     # -- statements ----------------------------------------------------------------
