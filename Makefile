@@ -14,10 +14,12 @@ LINT := $(BIN)/ruff check $(SOURCES) && \
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: help venv demo cluster-up cluster-down lint test
+.PHONY: help venv demo conduit conduit-cluster cluster-up cluster-down lint test
 
 help:
 	@echo "make demo          run examples/quickstart.py (SQLite, no server needed)"
+	@echo "make conduit       the RealWorld backend (examples/conduit) on SQLite, http://127.0.0.1:8000/api"
+	@echo "make conduit-cluster  the same on the PostgreSQL primary + 2 replicas (DATABASE_URL, DATABASE_REPLICA_URLS)"
 	@echo "make test          start the local cluster, lint, run every test, stop the cluster"
 	@echo "make lint          ruff check, ruff format --check, mypy --strict"
 	@echo "make cluster-up    install (if missing) and start the PostgreSQL/MariaDB/PgBouncer topology"
@@ -34,6 +36,21 @@ $(VENV)/.installed: pyproject.toml
 
 demo: venv
 	$(BIN)/python examples/quickstart.py
+
+# The RealWorld "Conduit" backend: FastAPI + aiopeewee_dist (examples/conduit). Ctrl-C stops it.
+CONDUIT := $(BIN)/python -m uvicorn --app-dir examples --factory conduit.app:create_app --host 127.0.0.1 --port 8000
+
+conduit: venv
+	DATABASE_URL="$${DATABASE_URL:-sqlite:///conduit.db}" DATABASE_REPLICA_URLS="$${DATABASE_REPLICA_URLS:-}" $(CONDUIT)
+
+# URLs from the environment; by default the local cluster's (make cluster-up) primary and standbys,
+# with tables prefixed conduit_ there, so they never meet the test-suite's tables in that database.
+conduit-cluster: venv
+	eval "$$($(CLUSTER) env)" && \
+	DATABASE_URL="$${DATABASE_URL:-$$AIOPD_PG_PRIMARY}" \
+	DATABASE_REPLICA_URLS="$${DATABASE_REPLICA_URLS:-$$AIOPD_PG_REPLICA_1,$$AIOPD_PG_REPLICA_2}" \
+	CONDUIT_TABLE_PREFIX="$${CONDUIT_TABLE_PREFIX-conduit_}" \
+	$(CONDUIT)
 
 cluster-up:
 	$(CLUSTER) install
