@@ -59,7 +59,12 @@ class AiosqliteDriver(Driver):
     async def connect(self, url: DatabaseURL, *, timeout: float, read_only: bool = False) -> Any:
         # Each pragma applies per connection; sqlite_pragmas() validated their values.
         pragmas = {"synchronous": "normal", "foreign_keys": "on", **sqlite_pragmas(url)}
-        conn = await aiosqlite.connect(isolation_level=None, **connect_kwargs(url))
+        conn = aiosqlite.connect(isolation_level=None, **connect_kwargs(url))
+        # aiosqlite's worker thread is not a daemon: a program that ends without closing
+        # the manager (Ctrl-C, an uncaught error) would hang at exit waiting for it.
+        # Ending it abruptly is what a crash does, and SQLite's journal is made for that.
+        conn._thread.daemon = True
+        await conn
         try:
             if read_only:
                 pragmas["query_only"] = "1"
