@@ -65,6 +65,7 @@ class ConnectionPool:
         self._size = 0  # open plus opening connections of the current epoch
         self._in_use = 0
         self._epoch = 0  # bumped on loop change and on expire_connections()
+        self._loop_epoch = 0  # the epoch the current event loop started with
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -130,6 +131,7 @@ class ConnectionPool:
         self._waiters.clear()
         self._tasks.clear()
         self._epoch += 1
+        self._loop_epoch = self._epoch
         if self.driver.loop_bound:
             idle, self._idle = self._idle, deque()
             for pc in idle:
@@ -267,6 +269,10 @@ class ConnectionPool:
         A connection returned inside a transaction is rolled back (in the background)
         before anyone else gets it; a broken or expired one is closed.
         """
+        if pc.epoch < self._loop_epoch:
+            # Checked out under an earlier event loop: the counters were reset since.
+            self._terminate(pc)
+            return
         self._in_use -= 1
         if pc.epoch != self._epoch:
             self._size -= 1
