@@ -283,12 +283,15 @@ class Node:
     # -- observability -------------------------------------------------------------
 
     def get_stats(self) -> dict[str, int]:
-        """Pool measures (size, available, waiting, acquired, ...) plus queries and errors."""
+        """Pool measures (size, available, waiting, acquired, ...) plus queries and errors.
+
+        A SQLite node's writer and reader pools are summed, counters included.
+        """
         stats = self.pool.get_stats()
         if self._read_pool is not None:
-            readers = self._read_pool.get_stats()
-            for key in ("size", "available", "acquired", "waiting", "max_size"):
-                stats[key] += readers[key]
+            for key, value in self._read_pool.get_stats().items():
+                if key != "min_size":
+                    stats[key] += value
         stats[self.QUERIES] = self._counters[self.QUERIES]
         stats[self.ERRORS] = self._counters[self.ERRORS]
         return stats

@@ -51,6 +51,15 @@ class ConnectionPool:
     PINGS_FAILED = "pings_failed"
     TIMEOUTS = "timeouts"
     ACQUIRES = "acquires"
+    COUNTERS = (
+        ACQUIRES,
+        CONNECTIONS_OPENED,
+        CONNECTIONS_CLOSED,
+        CONNECTIONS_FAILED,
+        RETURNS_BAD,
+        PINGS_FAILED,
+        TIMEOUTS,
+    )
 
     def __init__(
         self, *, name: str, driver: Driver, url: DatabaseURL, options: PoolOptions, read_only: bool = False
@@ -357,7 +366,8 @@ class ConnectionPool:
             "min_size": self.options.min_size,
             "max_size": self.options.max_size,
         }
-        stats.update(self._counters)
+        # Every counter is present from the start, so readers need no .get(key, 0).
+        stats.update((key, self._counters[key]) for key in self.COUNTERS)
         return stats
 
     def pop_stats(self) -> dict[str, int]:
