@@ -8,6 +8,7 @@
      │    ├── PoolTimeout          no connection free within ``acquire_timeout``
      │    ├── PoolClosed           the node's pool is closed
      │    └── NodeUnavailable      the node cannot be reached (connect failed, connection broke)
+     ├── QueryTimeout              (also peewee.OperationalError)  a statement exceeded ``query_timeout``
      ├── RoutingError                                   no such node, write sent to a replica
      │    ├── ReadOnlyError                             write inside ``manager.read_only()``
      │    ├── NoHealthyReplica                          no eligible replica and ``fallback="raise"``
@@ -35,6 +36,7 @@ __all__ = [
     "PoolClosed",
     "PoolError",
     "PoolTimeout",
+    "QueryTimeout",
     "ReadOnlyError",
     "RoutingError",
     "ShardError",
@@ -67,6 +69,13 @@ class NodeUnavailable(PoolError):
     """The node could not be reached: connecting failed or the connection broke mid-query.
 
     Reads that fail this way on a replica are retried once on another node.
+    """
+
+
+class QueryTimeout(AioPeeweeDistError, peewee.OperationalError):
+    """A statement ran longer than the node's ``query_timeout``; its connection was discarded.
+
+    Not retried automatically: the statement may have taken effect on the server.
     """
 
 

@@ -50,7 +50,7 @@ class Manager(ModelShortcuts):
             ...                                               # reads later on: a replica
 
     Pool options (``min_size``, ``max_size``, ``acquire_timeout``, ``connect_timeout``,
-    ``max_lifetime``, ``max_idle``, ``ping_after_idle``) apply to every node; a node's
+    ``max_lifetime``, ``max_idle``, ``ping_after_idle``, ``query_timeout``) apply to every node; a node's
     URL query string can override them and set its ``name`` and ``weight``
     (``...?name=east&weight=2&max_size=5``). Replica options:
 
@@ -79,6 +79,7 @@ class Manager(ModelShortcuts):
         max_lifetime: float = 3600.0,
         max_idle: float = 600.0,
         ping_after_idle: float | None = 5.0,
+        query_timeout: float | None = None,
         health_check_interval: float | None = 1.0,
         health_check_timeout: float = 2.0,
         eject_after: int = 2,
@@ -99,6 +100,7 @@ class Manager(ModelShortcuts):
                 max_lifetime=max_lifetime,
                 max_idle=max_idle,
                 ping_after_idle=ping_after_idle,
+                query_timeout=query_timeout,
             )
             policy = ReplicaPolicy(
                 health_check_interval=health_check_interval,

@@ -14,7 +14,7 @@ import peewee
 from . import _context
 from ._dialects import dialect_for
 from ._drivers import Result, get_driver
-from ._errors import NodeUnavailable, PoolTimeout, ReadOnlyError
+from ._errors import NodeUnavailable, PoolTimeout, QueryTimeout, ReadOnlyError
 from ._health import NodeHealth
 from ._options import PoolOptions
 from ._pool import ConnectionPool, PooledConnection
@@ -155,6 +155,8 @@ class Node:
         # COMMIT and without an error, silently losing its writes.
         if isinstance(exc, GeneratorExit):
             return self.driver.is_closed(pc.conn)
+        if isinstance(exc, QueryTimeout):
+            return True
         return not isinstance(exc, Exception) or self.driver.is_closed(pc.conn)
 
     # -- statements ----------------------------------------------------------------
@@ -184,9 +186,18 @@ class Node:
     async def _run(self, pc: PooledConnection, sql: str, params: Sequence[Any]) -> Result:
         self._counters[self.QUERIES] += 1
         start = time.perf_counter()
+        timeout = self.options.query_timeout
         try:
             with _exception_wrapper:
-                result = await self.driver.execute(pc.conn, sql, params)
+                if timeout is None:
+                    result = await self.driver.execute(pc.conn, sql, params)
+                else:
+                    result = await asyncio.wait_for(self.driver.execute(pc.conn, sql, params), timeout)
+        except asyncio.TimeoutError:
+            # The cancelled statement left the connection mid-protocol; _breaks() makes
+            # the caller discard it.
+            self._counters[self.ERRORS] += 1
+            raise QueryTimeout(f"node {self.name!r}: statement exceeded query_timeout={timeout:g}s") from None
         except Exception as exc:
             self._counters[self.ERRORS] += 1
             if self.driver.is_closed(pc.conn):

@@ -20,6 +20,7 @@ _RULES: dict[str, tuple[str, float, bool]] = {
     "max_lifetime": ("float", 0.0, False),
     "max_idle": ("float", 0.0, False),
     "ping_after_idle": ("optional_float", 0.0, True),
+    "query_timeout": ("optional_float", 0.0, False),
 }
 
 #: Names of the :class:`PoolOptions` fields, in declaration order.
@@ -86,6 +87,9 @@ class PoolOptions:
     max_idle: float = 600.0
     #: Ping a connection on checkout if it sat idle longer than this; 0 = always, None = never.
     ping_after_idle: float | None = 5.0
+    #: A statement taking longer fails with QueryTimeout and its connection is discarded;
+    #: None = no limit. Bounds a server that stops answering without closing the socket.
+    query_timeout: float | None = None
 
     def __post_init__(self) -> None:
         """Validate every field, raising ConfigurationError naming the offending option."""

@@ -30,6 +30,7 @@ def test_defaults() -> None:
         "max_lifetime": 3600.0,
         "max_idle": 600.0,
         "ping_after_idle": 5.0,
+        "query_timeout": None,
     }
     assert set(POOL_OPTION_NAMES) == {f.name for f in dataclasses.fields(PoolOptions)}
     assert {*POOL_OPTION_NAMES, "name", "weight"} == NODE_OPTION_NAMES

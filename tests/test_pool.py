@@ -23,7 +23,7 @@ import pytest
 from cluster import my_scalar, pg_scalar
 from conftest import Topology
 
-from aiopeewee_dist import Manager, PoolClosed, PoolTimeout
+from aiopeewee_dist import Manager, PoolClosed, PoolTimeout, QueryTimeout
 
 QUIET: dict[str, Any] = {"health_check_interval": None, "read_your_writes": None}
 BOUND = 3.0  # seconds allowed for server-side cleanup to show
@@ -493,8 +493,9 @@ def test_manager_reused_across_event_loops(topology: Topology) -> None:
         for _ in range(5):
             asyncio.run(one_run())
         if topology.kind == "sqlite":
-            # aiosqlite connections are not tied to a loop: the same ones serve every run.
-            assert opened == [opened[0]] * 5 and opened[0] <= 1, opened
+            # aiosqlite connections are not tied to a loop: the same ones serve every run
+            # (the writer plus at most max_size readers, opened during the first run).
+            assert opened == [opened[0]] * 5 and opened[0] <= 1 + max_size, opened
             return
         # A new loop cannot use the old loop's connections: they were replaced, and the old ones
         # closed, so the server never holds more than max_size per node.
@@ -581,3 +582,37 @@ def test_loop_shutdown_is_not_blocked_by_the_health_monitor(cluster_topology: To
     gc.collect()  # surface leaked-connection warnings here, under this test's filters
     assert not worker.is_alive(), "asyncio.run() did not return: the monitor ignored its cancellation"
     assert not errors, errors
+
+
+SLEEP_SQL = {"pg": "SELECT pg_sleep(2)", "mysql": "SELECT SLEEP(2)"}
+
+
+async def test_query_timeout_discards_the_connection_and_the_manager_goes_on(topology: Topology) -> None:
+    if topology.kind == "sqlite":
+        pytest.skip("no server-side sleep in SQLite")
+    manager = topology.manager(query_timeout=0.3, **QUIET)
+    try:
+        start = time.monotonic()
+        with pytest.raises(QueryTimeout, match=r"query_timeout=0\.3s") as excinfo:
+            await manager.raw_sql(SLEEP_SQL[topology.kind], node="primary")
+        assert 0.25 <= time.monotonic() - start <= 1.5
+        assert isinstance(excinfo.value, peewee.OperationalError)
+        stats = manager.get_stats()["primary"]
+        assert stats["acquired"] == 0 and stats["errors"] == 1
+        # Inside a transaction the block fails and its connection is not reused half-way.
+        with pytest.raises(QueryTimeout):
+            async with manager.transaction():
+                await manager.raw_sql(SLEEP_SQL[topology.kind])
+        assert await manager.raw_sql("SELECT 1", node="primary") == [(1,)]
+        await until_closed(manager)
+    finally:
+        await manager.close()
+
+
+async def until_closed(manager: Manager) -> None:
+    """Both timed-out connections were closed, not returned to the pool."""
+    for _ in range(100):
+        if manager.get_stats()["primary"]["connections_closed"] >= 2:
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(f"timed-out connections were not closed: {manager.get_stats()['primary']}")
