@@ -13,6 +13,7 @@ Cluster backends are skipped when the cluster is not running, unless
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -152,3 +153,33 @@ async def tables(manager: Manager, topology: Topology) -> AsyncIterator[Manager]
 
 
 WaitReplicated = Callable[[], Awaitable[None]]
+
+
+# -- examples --------------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name: str, tmp_path: Path, env: dict[str, str] | None = None) -> list[str]:
+    """Run ``examples/<name>`` as a user would: a fresh interpreter with warnings shown,
+    ``TMPDIR`` inside ``tmp_path``; it must exit 0 with nothing on stderr. Returns stdout lines."""
+    base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATABASE_REPLICA_URLS")}
+    proc = subprocess.run(
+        [sys.executable, "-W", "default", str(EXAMPLES / name)],
+        cwd=tmp_path,
+        env={**base, "TMPDIR": str(tmp_path), **(env or {})},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert proc.stderr == "", proc.stderr
+    return proc.stdout.splitlines()
+
+
+def expect(lines: list[str], *wanted: str) -> None:
+    """Every line of ``wanted`` appears in ``lines``."""
+    for line in wanted:
+        assert line in lines, f"missing {line!r} in:\n" + "\n".join(lines)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-QUICKSTART = ROOT / "examples" / "quickstart.py"
+from conftest import expect, run_example
 
 EXPECTED_LINES = [
     "created tables: author, book",
@@ -24,22 +20,6 @@ EXPECTED_LINES = [
 
 
 def test_quickstart_runs_and_cleans_up(tmp_path: Path) -> None:
-    # TMPDIR points into tmp_path so we can check that the script leaves no database behind;
-    # -W default shows the warnings (ResourceWarning among them) that are hidden by default.
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    proc = subprocess.run(
-        [sys.executable, "-W", "default", str(QUICKSTART)],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    assert proc.stderr == ""
-    lines = proc.stdout.splitlines()
-    for expected in EXPECTED_LINES:
-        assert expected in lines, f"missing {expected!r} in:\n{proc.stdout}"
-    assert list(tmp_path.iterdir()) == []
+    lines = run_example("quickstart.py", tmp_path)
+    expect(lines, *EXPECTED_LINES)
+    assert list(tmp_path.iterdir()) == []  # no database left behind

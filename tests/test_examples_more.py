@@ -20,32 +20,9 @@ from pathlib import Path
 
 import cluster
 import pytest
-from conftest import topology_for
+from conftest import EXAMPLES, expect, run_example, topology_for
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
-
-
-def run_example(name: str, tmp_path: Path, env: dict[str, str] | None = None) -> list[str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATABASE_REPLICA_URLS")}
-    proc = subprocess.run(
-        [sys.executable, "-W", "default", str(EXAMPLES / name)],
-        cwd=tmp_path,
-        env={**base, "TMPDIR": str(tmp_path), **(env or {})},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    assert proc.stderr == "", proc.stderr
-    return proc.stdout.splitlines()
-
-
-def expect(lines: list[str], *wanted: str) -> None:
-    for line in wanted:
-        assert line in lines, f"missing {line!r} in:\n" + "\n".join(lines)
 
 
 def test_replicas_on_sqlite(tmp_path: Path) -> None:

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import random
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +21,7 @@ from typing import Any
 import cluster
 import peewee
 import pytest
+from conftest import expect, run_example
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -904,21 +902,9 @@ def test_ids_are_unique_across_threads_sharing_a_generator() -> None:
 
 
 def test_example_runs_and_cleans_up(tmp_path: Path) -> None:
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    proc = subprocess.run(
-        [sys.executable, "-W", "default", str(EXAMPLE)],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    assert proc.stderr == ""
-    lines = proc.stdout.splitlines()
-    for expected in [
+    lines = run_example("sharding.py", tmp_path)
+    expect(
+        lines,
         "reference table copies: [1, 1, 1]",
         "fan-out get: alan has id 2",
         "top scores 2-4: ada 90, donald 85, barbara 80",
@@ -927,7 +913,6 @@ def test_example_runs_and_cleans_up(tmp_path: Path) -> None:
         "orders of ada after rollback: 1",
         "process: 6 users in batches, 6 distinct",
         "sharded manager closed",
-    ]:
-        assert expected in lines, f"missing {expected!r} in:\n{proc.stdout}"
+    )
     assert any(line.startswith("cross-shard write refused: create would touch") for line in lines)
     assert list(tmp_path.iterdir()) == []
