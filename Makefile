@@ -14,7 +14,7 @@ LINT := $(BIN)/ruff check $(SOURCES) && \
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: help venv demo conduit conduit-cluster cluster-up cluster-down lint test
+.PHONY: help venv demo conduit conduit-cluster cluster-up cluster-down lint test bench
 
 help:
 	@echo "make demo          run examples/quickstart.py (SQLite, no server needed)"
@@ -25,6 +25,8 @@ help:
 	@echo "make cluster-up    install (if missing) and start the PostgreSQL/MariaDB/PgBouncer topology"
 	@echo "make cluster-down  stop it"
 	@echo "make venv          create .venv and install the package with its dev extras"
+	@echo "make bench         start the local cluster, benchmark every contender, write docs/benchmarks.md"
+	@echo "                   (BENCH_QUICK=1 fast smoke, BENCH_ROUNDS=N, BENCH_CONTENDERS=a,b)"
 
 # pip runs again only when pyproject.toml is newer than the stamp file.
 venv: $(VENV)/.installed
@@ -70,3 +72,18 @@ test: venv
 	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider; } || status=$$?; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
 	exit $$status
+
+# Benchmarks (benchmarks/README.md): contenders get their own venvs under benchmarks/.venvs/, the
+# orchestrator runs in benchmarks/.venvs/main. The cluster is left running (it may be shared).
+# BENCH_QUICK=1: two contenders, tiny counts, results in benchmarks/.results/ only (docs untouched).
+BENCH_VENV := benchmarks/.venvs/main/bin/python
+
+bench:
+	$(CLUSTER) install
+	$(CLUSTER) start
+	$(PYTHON) -m benchmarks.venvs
+	if [ -n "$$BENCH_QUICK" ] && [ "$$BENCH_QUICK" != 0 ]; then \
+	  $(BENCH_VENV) -m benchmarks.run; \
+	else \
+	  $(BENCH_VENV) -m benchmarks.run --docs; \
+	fi

@@ -1,0 +1,1 @@
+"""Benchmarks of aiopeewee_dist against raw drivers and peer async ORMs (``make bench``)."""

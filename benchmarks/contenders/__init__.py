@@ -1,0 +1,1 @@
+"""One module per contender; each defines ``Contender`` (see ``benchmarks.common.Contender``)."""
