@@ -42,7 +42,8 @@ from conduit import Settings, create_app  # noqa: E402 (examples/ is not a packa
 from conduit.app import create_tables  # noqa: E402
 from conduit.models import MODELS, use_table_prefix  # noqa: E402
 
-SPEC_PATH = Path(os.environ.get("CONDUIT_OPENAPI", ROOT.parent / "shared" / "realworld" / "openapi.yml"))
+# A copy of the contract lives with the example, so the tests run from any checkout.
+SPEC_PATH = Path(os.environ.get("CONDUIT_OPENAPI", ROOT / "examples" / "conduit" / "spec" / "openapi.yml"))
 PREFIX = "cx_"
 SPEC_URI = "urn:realworld:openapi"
 #: Status codes the spec does not list but RealWorld's docs prescribe; they carry GenericErrorModel.
