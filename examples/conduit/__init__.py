@@ -1,4 +1,4 @@
-"""Conduit: a RealWorld backend (``/work/shared/realworld/openapi.yml``) on FastAPI + aiopeewee_dist.
+"""Conduit: a RealWorld backend (the OpenAPI contract in ``spec/openapi.yml``) on FastAPI + aiopeewee_dist.
 
 Run it::
 
