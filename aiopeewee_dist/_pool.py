@@ -78,6 +78,9 @@ class ConnectionPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
+        # Connects still running for a caller that gave up (see _open_one): close() waits
+        # for them so that their connections are closed before the loop can end.
+        self._connecting: set[asyncio.Future[Any]] = set()
         self._counters: Counter[str] = Counter()
 
     def __repr__(self) -> str:
@@ -107,6 +110,9 @@ class ConnectionPool:
         idle, self._idle = self._idle, deque()
         self._size -= len(idle)
         await asyncio.gather(*(self._close_conn(pc) for pc in idle))
+        if self._connecting:
+            # Their done-callbacks run before gather resumes us and spawn the closes.
+            await asyncio.gather(*self._connecting, return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -139,6 +145,7 @@ class ConnectionPool:
         logger.debug("node %s: event loop changed, rebuilding the pool", self.name)
         self._waiters.clear()
         self._tasks.clear()
+        self._connecting.clear()
         self._epoch += 1
         self._loop_epoch = self._epoch
         if self.driver.loop_bound:
@@ -218,6 +225,8 @@ class ConnectionPool:
             conn = await asyncio.shield(connecting)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
+                # Also when the connect already finished: the callback then runs soon.
+                self._connecting.add(connecting)
                 connecting.add_done_callback(self._discard_late_connection)
             if epoch == self._epoch:
                 self._size -= 1
@@ -235,6 +244,7 @@ class ConnectionPool:
         return PooledConnection(conn, epoch, time.monotonic() + lifetime)
 
     def _discard_late_connection(self, connecting: asyncio.Future[Any]) -> None:
+        self._connecting.discard(connecting)
         if not connecting.cancelled() and connecting.exception() is None:
             self._spawn(self._close_conn(PooledConnection(connecting.result(), self._epoch, 0.0)))
 
