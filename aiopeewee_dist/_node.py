@@ -163,25 +163,11 @@ class Node:
 
     async def run_sql(self, sql: str, params: Sequence[Any] = (), *, write: bool = True) -> Result:
         """Run one statement on this node (on the task's pinned connection if it has one)."""
-        binding = _context.bound(self)
-        if binding is not None:
-            if write and binding.read_only:
-                raise ReadOnlyError(f"write inside a read-only transaction on node {self.name!r}")
-            try:
-                return await self._run(binding.pc, sql, params)
-            except BaseException as exc:
-                binding.broken = binding.broken or self._breaks(binding.pc, exc)
-                raise
-        pool = self._pool_for(write)
-        pc = await pool.acquire()
-        broken = False
-        try:
+        lease = _Lease(self, write)
+        if write and lease.binding is not None and lease.binding.read_only:
+            raise ReadOnlyError(f"write inside a read-only transaction on node {self.name!r}")
+        async with lease as pc:
             return await self._run(pc, sql, params)
-        except BaseException as exc:
-            broken = self._breaks(pc, exc)
-            raise
-        finally:
-            pool.release(pc, broken=broken)
 
     async def _run(self, pc: PooledConnection, sql: str, params: Sequence[Any]) -> Result:
         self._counters[self.QUERIES] += 1
@@ -253,29 +239,11 @@ class Node:
         # released by the loop's asyncgen finalizer in another Context, where resetting the
         # binding raised ValueError: the connection leaked and the task kept a stale binding.
         # Inside a transaction or connection() block the stream uses the pinned connection.
-        binding = _context.bound(self)
-        if binding is not None:
-            try:
-                async with aclosing(self._stream(binding.conn, query, sql, params, chunk_size)) as rows:
-                    async for row in rows:
-                        yield row
-            except BaseException as exc:
-                binding.broken = binding.broken or self._breaks(binding.pc, exc)
-                raise
-            return
-        pool = self._pool_for(write)
-        pc = await pool.acquire()
-        broken = False
-        try:
-            # aclosing: the driver's cleanup (COMMIT, CLOSE cursor) must run before the release.
-            async with aclosing(self._stream(pc.conn, query, sql, params, chunk_size)) as rows:
-                async for row in rows:
-                    yield row
-        except BaseException as exc:
-            broken = self._breaks(pc, exc)
-            raise
-        finally:
-            pool.release(pc, broken=broken)
+        # aclosing: the driver's cleanup (COMMIT, CLOSE cursor) must run before the release.
+        lease = _Lease(self, write)
+        async with lease as pc, aclosing(self._stream(pc.conn, query, sql, params, chunk_size)) as rows:
+            async for row in rows:
+                yield row
 
     async def _stream(
         self, conn: Any, query: Any, sql: str, params: Sequence[Any], chunk_size: int
@@ -322,3 +290,34 @@ class Node:
 
 #: How callers name a node: by name, by object, or None to let the router choose.
 NodeRef = str | Node | None
+
+
+class _Lease:
+    """The connection a statement runs on: the task's pinned one for the node, or one checked
+    out of the pool for the statement. On an error that interrupts the driver mid-protocol
+    (see ``Node._breaks``) the pinned one is marked broken, a checked-out one is discarded.
+
+    A class rather than ``@asynccontextmanager``: it is on every query's path.
+    """
+
+    __slots__ = ("binding", "node", "pc", "pool", "write")
+
+    def __init__(self, node: Node, write: bool) -> None:
+        self.node = node
+        self.write = write
+        self.binding = _context.bound(node)
+
+    async def __aenter__(self) -> PooledConnection:
+        if self.binding is not None:
+            return self.binding.pc
+        self.pool = self.node._pool_for(self.write)
+        self.pc = await self.pool.acquire()
+        return self.pc
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        binding = self.binding
+        if binding is not None:
+            if exc is not None:
+                binding.broken = binding.broken or self.node._breaks(binding.pc, exc)
+            return
+        self.pool.release(self.pc, broken=exc is not None and self.node._breaks(self.pc, exc))
