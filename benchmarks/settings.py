@@ -6,8 +6,9 @@ import os
 from urllib.parse import quote
 
 HOST = "127.0.0.1"
-PRIMARY_PORT = int(os.environ.get("BENCH_PG_PORT", "55432"))
-REPLICA_PORTS = (55433, 55434)
+_OFFSET = int(os.environ.get("AIOPD_PORT_OFFSET") or 0)  # as scripts/cluster.sh
+PRIMARY_PORT = int(os.environ.get("BENCH_PG_PORT") or 55432 + _OFFSET)
+REPLICA_PORTS = (55433 + _OFFSET, 55434 + _OFFSET)
 USER = "aiopd"
 PASSWORD = "p@ss:w/rd 1"
 DATABASE = "aiopd"

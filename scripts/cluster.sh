@@ -22,6 +22,7 @@
 # NODE: pg-primary pg-replica-1 pg-replica-2 my-primary my-replica pgbouncer
 #
 # All state (data, sockets, logs, pid files) lives in ${AIOPD_CLUSTER_DIR:-<repo>/.cluster}.
+# AIOPD_PORT_OFFSET=N adds N to every port above (default 0).
 # Progress goes to stderr; only `env`/`start` print export lines and `status` its table on stdout.
 # -E: the ERR trap below also fires for failures inside functions.
 set -Eeuo pipefail
@@ -44,6 +45,12 @@ declare -A PORT=(
   [pg-primary]=55432 [pg-replica-1]=55433 [pg-replica-2]=55434
   [my-primary]=53306 [my-replica]=53307 [pgbouncer]=56432
 )
+# AIOPD_PORT_OFFSET moves every port, so a second topology (another checkout, with its own
+# AIOPD_CLUSTER_DIR) can run beside this one: tests/cluster.py and benchmarks/ read it too.
+PORT_OFFSET="${AIOPD_PORT_OFFSET:-0}"
+[[ "$PORT_OFFSET" =~ ^[0-9]+$ ]] || { echo "cluster: AIOPD_PORT_OFFSET must be a number, got '$PORT_OFFSET'" >&2; exit 2; }
+for _node in "${!PORT[@]}"; do PORT[$_node]=$((PORT[$_node] + PORT_OFFSET)); done
+unset _node
 WAIT_SECS=60 # bound for "until it accepts connections / streams" waits
 SYNC_SECS=30 # bound for wait-sync
 

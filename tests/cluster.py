@@ -1,6 +1,6 @@
 """Helpers for tests that run against the local topology of ``scripts/cluster.sh``.
 
-The topology (ports fixed, see the script's header)::
+The topology (ports as in the script's header, each plus ``AIOPD_PORT_OFFSET`` when set)::
 
     pg-primary :55432  -> pg-replica-1 :55433, pg-replica-2 :55434 (streaming)
     pgbouncer  :56432  -> pg-primary (transaction pooling)
@@ -31,13 +31,17 @@ APP_USER = "aiopd"
 APP_PASSWORD = "p@ss:w/rd 1"
 _PASSWORD_URL = "p%40ss%3Aw%2Frd%201"
 
+_OFFSET = int(os.environ.get("AIOPD_PORT_OFFSET") or 0)
 PORTS: dict[str, int] = {
-    "pg-primary": 55432,
-    "pg-replica-1": 55433,
-    "pg-replica-2": 55434,
-    "pgbouncer": 56432,
-    "my-primary": 53306,
-    "my-replica": 53307,
+    node: port + _OFFSET
+    for node, port in {
+        "pg-primary": 55432,
+        "pg-replica-1": 55433,
+        "pg-replica-2": 55434,
+        "pgbouncer": 56432,
+        "my-primary": 53306,
+        "my-replica": 53307,
+    }.items()
 }
 
 _ENV_VARS: dict[str, str] = {

@@ -66,7 +66,7 @@ MY_SHARDS = {
 # The "one database holding every row" that fan-out results are compared with.
 PG_SINGLE = cluster.PG_PRIMARY
 MY_SINGLE = cluster.MY_PRIMARY
-DEAD_URL = _db(cluster.PG_PRIMARY.replace(":55432/", ":1/"), "shard3")
+DEAD_URL = _db(cluster.PG_PRIMARY.replace(f":{cluster.PORTS['pg-primary']}/", ":1/"), "shard3")
 OPTIONS: dict[str, Any] = {"health_check_interval": None, "read_your_writes": None, "acquire_timeout": 5.0}
 
 needs_pg = cluster.needs_cluster("pg")
