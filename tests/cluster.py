@@ -16,6 +16,8 @@ import asyncio
 import os
 import socket
 import subprocess
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -102,6 +104,25 @@ def cluster(*args: str, timeout: float = 120) -> str:
     return proc.stdout
 
 
+async def run_cluster(*args: str, timeout: float = 120) -> str:
+    """:func:`cluster` without blocking the event loop."""
+    return await asyncio.to_thread(cluster, *args, timeout=timeout)
+
+
+async def until(predicate: Callable[[], bool | Awaitable[bool]], timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 20 ms; fail naming ``what`` if it is not true within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
 def _host_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     return parts.hostname or "127.0.0.1", parts.port or 0
@@ -141,27 +162,36 @@ def _mysql_kwargs(url: str) -> dict[str, Any]:
     }
 
 
-async def pg_scalar(url: str, sql: str) -> Any:
-    """First column of the first row of ``sql``, on a fresh autocommit connection to ``url``
-    (None when there is no row or no result set)."""
+async def pg_rows(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """All rows of ``sql`` on a fresh autocommit connection to ``url`` ([] without a result set)."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        cur = await conn.execute(sql)
+        cur = await conn.execute(sql, params or None)
         if cur.description is None:  # a statement without a result set (DDL, INSERT, ...)
-            return None
-        row = await cur.fetchone()
-        return None if row is None else row[0]
+            return []
+        return list(await cur.fetchall())
 
 
-async def my_scalar(url: str, sql: str) -> Any:
-    """First column of the first row of ``sql``, on a fresh autocommit aiomysql connection."""
+async def pg_scalar(url: str, sql: str) -> Any:
+    """First column of the first row of ``sql`` on ``url`` (None when there is no row)."""
+    rows = await pg_rows(url, sql)
+    return rows[0][0] if rows else None
+
+
+async def my_rows(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """All rows of ``sql`` on a fresh autocommit aiomysql connection to ``url``."""
     conn = await aiomysql.connect(**_mysql_kwargs(url))
     try:
         async with conn.cursor(_QuietCursor) as cur:
-            await cur.execute(sql)
-            row = await cur.fetchone()
-            return None if row is None else row[0]
+            await cur.execute(sql, params or None)
+            return list(await cur.fetchall())
     finally:
         conn.close()
+
+
+async def my_scalar(url: str, sql: str) -> Any:
+    """First column of the first row of ``sql`` on ``url`` (None when there is no row)."""
+    rows = await my_rows(url, sql)
+    return rows[0][0] if rows else None
 
 
 async def wait_pg_replayed(primary_url: str, replica_urls: list[str], timeout: float = 10.0) -> None:

@@ -12,12 +12,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import cluster
 import peewee
 import pytest
+from cluster import run_cluster, until
 from conftest import Topology
 
 from aiopeewee_dist import Manager, NoHealthyReplica
@@ -33,24 +33,6 @@ class Ledger(peewee.Model):
 
     class Meta:
         table_name = "t_ledger"
-
-
-async def run_cluster(*args: str) -> str:
-    return await asyncio.to_thread(cluster.cluster, *args)
-
-
-async def until(predicate: Callable[[], bool | Awaitable[bool]], timeout: float, what: str) -> None:
-    """Poll ``predicate`` every 20 ms; fail naming ``what`` if it is not true within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def reads_on(manager: Manager, name: str) -> int:
@@ -338,7 +320,13 @@ def test_status_cli_table_json_and_primary_down() -> None:
     ]
     as_json = run_cli("--json", env=env)
     assert as_json.returncode == 0 and '"replica-2"' in as_json.stdout
-    down = run_cli("--primary", cluster.PG_PRIMARY.replace(f":{cluster.PORTS['pg-primary']}/", ":1/"), "--timeout", "1", env=env)
+    down = run_cli(
+        "--primary",
+        cluster.PG_PRIMARY.replace(f":{cluster.PORTS['pg-primary']}/", ":1/"),
+        "--timeout",
+        "1",
+        env=env,
+    )
     assert down.returncode == 1
     assert "NO" in down.stdout.splitlines()[1]
     assert cluster.APP_PASSWORD not in down.stdout + down.stderr

@@ -1,0 +1,1 @@
+"""Chaos scenarios (see conftest.py)."""
