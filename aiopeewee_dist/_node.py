@@ -187,6 +187,9 @@ class Node:
         except Exception as exc:
             self._counters[self.ERRORS] += 1
             if self.driver.is_closed(pc.conn):
+                # The server went away (restart, failover, network): the idle connections are
+                # most likely dead too, and each would fail one more caller's statement.
+                self.expire_connections()
                 raise NodeUnavailable(f"node {self.name!r}: connection lost: {exc}") from exc
             raise
         self.latencies.append(time.perf_counter() - start)

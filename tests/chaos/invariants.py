@@ -167,7 +167,6 @@ async def check_invariants(
     await manager.create(ChaosRow, id=probe_id, amount=0)
     with manager.primary():
         await manager.get(ChaosRow, id=probe_id)
-    await manager.execute(ChaosRow.delete().where(ChaosRow.id == probe_id))
     await manager.count(ChaosRow.select())
 
     if ledger is not None:

@@ -39,7 +39,8 @@ class Outcome:
     at: float  # time.monotonic() when the operation ended
     kind: str  # "read" or "write"
     ok: bool
-    error: str = ""  # exception class name
+    took: float  # seconds
+    error: type[BaseException] | None = None
 
 
 @dataclass
@@ -107,7 +108,8 @@ class Ledger:
         """Compare the primary's rows with what was acknowledged."""
         with manager.primary():
             rows = await manager.execute(ChaosRow.select(ChaosRow.id, ChaosRow.amount, ChaosRow.txn).tuples())
-        present = {row_id: amount for row_id, amount, _ in rows}
+        # Negative ids are probes written outside the ledger (see check_invariants).
+        present = {row_id: amount for row_id, amount, _ in rows if row_id > 0}
         groups: dict[int, int] = Counter(txn for _, _, txn in rows if txn is not None)
         attempted = self.acked.keys() | self.in_doubt
         acked_present = {k: present[k] for k in self.acked if k in present}
@@ -174,13 +176,16 @@ class Load:
 
     async def _loop(self, kind: str, op: Callable[[], Awaitable[Any]]) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 await op()
             except Exception as exc:  # counted, classified against the outage windows later
-                self.outcomes.append(Outcome(time.monotonic(), kind, False, type(exc).__name__))
+                now = time.monotonic()
+                self.outcomes.append(Outcome(now, kind, False, now - started, type(exc)))
                 await asyncio.sleep(0.05)  # a failing node answers fast: do not spin on it
             else:
-                self.outcomes.append(Outcome(time.monotonic(), kind, True))
+                now = time.monotonic()
+                self.outcomes.append(Outcome(now, kind, True, now - started))
             await asyncio.sleep(self.pause)
 
     # -- outage windows ---------------------------------------------------------------
@@ -194,7 +199,7 @@ class Load:
         window (extended by ``grace`` seconds for the manager to notice the recovery)."""
 
         failed = [o for o in self.outcomes if not o.ok]
-        errors = Counter(o.error for o in failed)
+        errors = Counter(o.error.__name__ for o in failed if o.error is not None)
         return {
             "ops": len(self.outcomes),
             "reads": sum(o.kind == "read" for o in self.outcomes),
@@ -202,6 +207,7 @@ class Load:
             "failed_reads": sum(o.kind == "read" for o in failed),
             "failed_writes": sum(o.kind == "write" for o in failed),
             "failed_outside_outage": len(self.failures_outside_outage(grace=grace)),
+            "slowest_failure_s": round(max((o.took for o in failed), default=0.0), 2),
             "stale_reads": len(self.stale_reads),
             "errors": dict(errors),
         }

@@ -1,0 +1,135 @@
+"""The primary restarted, and the primary lost for good with a standby promoted, under load.
+
+During the outage writes fail fast, with an error of our hierarchy that is also a
+``peewee.OperationalError``; reads keep being served by the replicas. Afterwards writes recover
+with no manual step, and every acknowledged write is there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import cluster
+import peewee
+import pytest
+from cluster import run_cluster, until
+
+from aiopeewee_dist import AioPeeweeDistError, Manager
+from chaos.invariants import chaos_topology, check_invariants
+from chaos.scenario import PRIMARY_NODE, SCALE, chaos_manager, fresh_table, restore
+from chaos.workload import ChaosRow, Ledger, Load
+
+pytestmark = pytest.mark.cluster
+
+CONNECT_TIMEOUT = 1.0  # chaos_manager's; a failing write must not take much longer
+
+
+async def first_write_after(manager: Manager, bound: float) -> float:
+    """Seconds until a write through the manager succeeds again (fails the test past ``bound``)."""
+    started = time.monotonic()
+    while True:
+        try:
+            await manager.create(ChaosRow, id=-time.monotonic_ns(), amount=0)
+            return time.monotonic() - started
+        except peewee.OperationalError:
+            if time.monotonic() - started > bound:
+                raise
+            await asyncio.sleep(0.05)
+
+
+def check_outage_failures(load: Load) -> None:
+    """Only writes failed, all clearly and fast, all inside the outage window."""
+    failed = [o for o in load.outcomes if not o.ok]
+    for o in failed:
+        assert o.error is not None and issubclass(o.error, AioPeeweeDistError), o
+        assert issubclass(o.error, peewee.OperationalError), o
+        assert o.took < CONNECT_TIMEOUT + 2.0, f"a failing operation took {o.took:.2f}s"
+    assert not any(o.kind == "read" for o in failed), [o for o in failed if o.kind == "read"][:5]
+    assert not load.failures_outside_outage(grace=0.5), load.failures_outside_outage(grace=0.5)[:5]
+
+
+async def test_primary_restarted(cluster_backend: str, tmp_path: Path) -> None:
+    topology = chaos_topology(cluster_backend, tmp_path)
+    await fresh_table(topology)
+    manager = chaos_manager(topology)
+    ledger = Ledger()
+    load = Load(manager, ledger)
+    try:
+        await manager.connect()
+        load.start()
+        await asyncio.sleep(SCALE.steady)
+        with load.outage():
+            await run_cluster("down", PRIMARY_NODE[topology.kind])
+            await asyncio.sleep(SCALE.fault)
+            await run_cluster("up", PRIMARY_NODE[topology.kind])
+        recovery = await first_write_after(manager, bound=10)
+        await asyncio.sleep(SCALE.steady)
+        await load.stop()
+        figures = await check_invariants(
+            "primary restarted",
+            manager,
+            topology,
+            ledger=ledger,
+            load=load,
+            recovery_s=round(recovery, 2),
+        )
+    finally:
+        await load.stop()
+        await manager.close()
+        await restore(topology.kind)
+    check_outage_failures(load)
+    assert figures["failed_writes"] > 0, "the outage was not observed"
+
+
+async def test_failover_with_promotion(cluster_backend: str, tmp_path: Path) -> None:
+    """The primary killed, a standby promoted: the manager switches by itself.
+
+    Replication is made synchronous to the standby that will be promoted first: with
+    asynchronous replication a failover may drop commits the old primary acknowledged, which
+    no client library can prevent.
+    """
+    topology = chaos_topology(cluster_backend, tmp_path)
+    if topology.kind != "pg":
+        pytest.skip("promotion drill on PostgreSQL (MariaDB: see the replica and restart scenarios)")
+    await fresh_table(topology)
+    su = f"postgresql://postgres@127.0.0.1:{cluster.PORTS['pg-primary']}/postgres"
+    await cluster.pg_rows(su, "ALTER SYSTEM SET synchronous_standby_names = '\"pg-replica-1\"'")
+    await cluster.pg_rows(su, "SELECT pg_reload_conf()")
+    manager = chaos_manager(topology)
+    ledger = Ledger()
+    load = Load(manager, ledger)
+    try:
+        await until(
+            lambda: cluster.pg_scalar(
+                su, "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'"
+            ),
+            10,
+            "pg-replica-1 synchronous",
+        )
+        await manager.connect()
+        load.start()
+        await asyncio.sleep(SCALE.steady)
+        with load.outage():
+            await run_cluster("down", "pg-primary")
+            await asyncio.sleep(SCALE.fault)
+            await run_cluster("promote", "pg-replica-1")
+            await until(lambda: manager.primary_node.name == "replica-1", 15, "automatic switch to replica-1")
+        recovery = await first_write_after(manager, bound=10)
+        await asyncio.sleep(SCALE.steady)
+        await load.stop()
+        figures = await check_invariants(
+            "failover with promotion",
+            manager,
+            topology,
+            ledger=ledger,
+            load=load,
+            recovery_s=round(recovery, 2),
+        )
+    finally:
+        await load.stop()
+        await manager.close()
+        await restore("pg")  # rebuilds the topology, which also drops synchronous_standby_names
+    check_outage_failures(load)
+    assert figures["failed_writes"] > 0, "the outage was not observed"
