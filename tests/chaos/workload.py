@@ -81,10 +81,17 @@ class Ledger:
         index = bisect.bisect_left(self._ack_times, moment)
         return self._ack_ids[index - 1] if index else None
 
-    async def insert(self, manager: Manager) -> None:
+    async def insert(self, manager: Manager, *, then: Callable[[], Awaitable[Any]] | None = None) -> None:
+        """Insert a row; with ``then``, also run ``then()`` in the same transaction (the row is
+        acknowledged only once that transaction committed)."""
         row_id, amount = self.next_id(), random.randint(1, 1000)
         try:
-            await manager.create(ChaosRow, id=row_id, amount=amount)
+            if then is None:
+                await manager.create(ChaosRow, id=row_id, amount=amount)
+            else:
+                async with manager.transaction():
+                    await manager.create(ChaosRow, id=row_id, amount=amount)
+                    await then()
         except BaseException:
             self.in_doubt.add(row_id)
             raise
