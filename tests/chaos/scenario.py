@@ -57,6 +57,19 @@ async def fresh_table(topology: Topology) -> None:
     await topology.wait_replicated()
 
 
+def slow_sql(kind: str, seconds: float) -> str:
+    """A statement that keeps the server busy for about ``seconds``."""
+    if kind == "pg":
+        return f"SELECT pg_sleep({seconds})"
+    if kind == "mysql":
+        return f"SELECT SLEEP({seconds})"
+    rows = int(seconds * 2_000_000)  # SQLite has no sleep: count through a recursive CTE
+    return (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
+        f" WHERE x < {rows}) SELECT count(*) FROM c"
+    )
+
+
 def chaos_manager(topology: Topology, **options: Any) -> Manager:
     return topology.manager(**{**FAST_HEALTH, **options})
 

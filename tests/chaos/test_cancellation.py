@@ -18,24 +18,11 @@ from conftest import Topology
 
 from aiopeewee_dist import Manager, QueryTimeout
 from chaos.invariants import chaos_topology, check_invariants
-from chaos.scenario import SCALE, fresh_table
+from chaos.scenario import SCALE, fresh_table, slow_sql
 from chaos.workload import Ledger
 
 CONCURRENCY = 50
 QUERY_TIMEOUT = 0.05
-
-
-def slow_sql(kind: str, seconds: float) -> str:
-    """A statement that keeps the server busy for about ``seconds``."""
-    if kind == "pg":
-        return f"SELECT pg_sleep({seconds})"
-    if kind == "mysql":
-        return f"SELECT SLEEP({seconds})"
-    rows = int(seconds * 2_000_000)  # SQLite has no sleep: count through a recursive CTE
-    return (
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
-        f" WHERE x < {rows}) SELECT count(*) FROM c"
-    )
 
 
 def operations(manager: Manager, ledger: Ledger, kind: str) -> list[Callable[[], Awaitable[object]]]:
