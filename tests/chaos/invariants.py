@@ -102,9 +102,9 @@ def _node_urls(manager: Manager, topology: Topology) -> dict[str, str]:
     return {n.name: by_port[n.url.port] for n in manager.nodes if n.url.port in by_port}
 
 
-async def _settle(check: Any, what: str) -> Any:
-    """Poll ``check()`` (returning (ok, value)) until ok or BOUND; return the last value."""
-    deadline = time.monotonic() + BOUND
+async def _settle(check: Any, bound: float) -> Any:
+    """Poll ``check()`` (returning (ok, value)) until ok or ``bound`` seconds; the last value."""
+    deadline = time.monotonic() + bound
     while True:
         ok, value = await check()
         if ok or time.monotonic() > deadline:
@@ -122,6 +122,8 @@ async def check_invariants(
     *,
     ledger: Ledger | None = None,
     load: Load | None = None,
+    settle: float = BOUND,
+    report: bool = True,
     **figures: Any,
 ) -> dict[str, Any]:
     """Every invariant of the chaos suite, then ``manager.close()``; records and returns figures.
@@ -133,6 +135,8 @@ async def check_invariants(
       nothing is there that was never attempted;
     - no read was older than ``max_lag``;
     - the manager still works (a write and a read).
+
+    ``settle``: how long the servers get to reach that state; ``report``: record the figures.
     """
     problems: list[str] = []
     result: dict[str, Any] = dict(figures)
@@ -149,12 +153,12 @@ async def check_invariants(
         }
         return not busy, busy
 
-    busy = await _settle(pools_at_rest, "pools at rest")
+    busy = await _settle(pools_at_rest, settle)
     if busy:
         problems.append(f"pools not at rest (acquired, waiting): {busy}")
 
     if topology.kind != "sqlite":
-        leaked, idle_in_txn = await _server_view(manager, topology)
+        leaked, idle_in_txn = await _server_view(manager, topology, settle)
         result["leaked_connections"] = leaked
         result["idle_in_transaction"] = idle_in_txn
         if leaked:
@@ -170,34 +174,35 @@ async def check_invariants(
     await manager.count(ChaosRow.select())
 
     if ledger is not None:
-        report = await ledger.verify(manager)
+        verified = await ledger.verify(manager)
         result.update(
-            acknowledged=report.acknowledged,
-            in_doubt=report.in_doubt,
-            lost_writes=len(report.lost),
-            phantom_rows=len(report.phantom),
-            torn_transactions=len(report.torn),
+            acknowledged=verified.acknowledged,
+            in_doubt=verified.in_doubt,
+            lost_writes=len(verified.lost),
+            phantom_rows=len(verified.phantom),
+            torn_transactions=len(verified.torn),
         )
-        if report.lost or report.wrong_amount or not report.checksum_ok:
-            problems.append(f"lost writes {report.lost[:10]}, wrong amounts {report.wrong_amount[:10]}")
-        if report.phantom:
-            problems.append(f"rows never attempted: {report.phantom[:10]}")
-        if report.torn:
-            problems.append(f"torn transactions: {report.torn[:10]}")
+        if verified.lost or verified.wrong_amount or not verified.checksum_ok:
+            problems.append(f"lost writes {verified.lost[:10]}, wrong amounts {verified.wrong_amount[:10]}")
+        if verified.phantom:
+            problems.append(f"rows never attempted: {verified.phantom[:10]}")
+        if verified.torn:
+            problems.append(f"torn transactions: {verified.torn[:10]}")
 
     await manager.close()
     if topology.kind != "sqlite":
-        after_close = await _sessions_after_close(manager, topology)
+        after_close = await _sessions_after_close(manager, topology, settle)
         result["left_after_close"] = after_close
         if after_close:
             problems.append(f"{after_close} server sessions left after close()")
 
-    record(scenario, topology.backend, **result)
+    if report:
+        record(scenario, topology.backend, **result)
     assert not problems, f"{scenario} [{topology.backend}]: " + "; ".join(problems)
     return result
 
 
-async def _server_view(manager: Manager, topology: Topology) -> tuple[int, int]:
+async def _server_view(manager: Manager, topology: Topology, settle: float) -> tuple[int, int]:
     """(sessions beyond what the pools hold, sessions idle in a transaction), once settled."""
     urls = _node_urls(manager, topology)
 
@@ -210,11 +215,11 @@ async def _server_view(manager: Manager, topology: Topology) -> tuple[int, int]:
             idle += sum(s.in_transaction for s in sessions)
         return not (leaked or idle), (leaked, idle)
 
-    result: tuple[int, int] = await _settle(view, "server view")
+    result: tuple[int, int] = await _settle(view, settle)
     return result
 
 
-async def _sessions_after_close(manager: Manager, topology: Topology) -> int:
+async def _sessions_after_close(manager: Manager, topology: Topology, settle: float) -> int:
     urls = list(_node_urls(manager, topology).values())
 
     async def view() -> tuple[bool, int]:
@@ -223,5 +228,5 @@ async def _sessions_after_close(manager: Manager, topology: Topology) -> int:
             left += len(await server_sessions(topology, url))
         return left == 0, left
 
-    result: int = await _settle(view, "sessions after close")
+    result: int = await _settle(view, settle)
     return result
