@@ -14,13 +14,15 @@ LINT := $(BIN)/ruff check $(SOURCES) && \
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: help venv demo conduit conduit-cluster cluster-up cluster-down lint test bench
+.PHONY: help venv demo conduit conduit-cluster cluster-up cluster-down lint test chaos soak bench
 
 help:
 	@echo "make demo          run examples/quickstart.py (SQLite, no server needed)"
 	@echo "make conduit       the RealWorld backend (examples/conduit) on SQLite, http://127.0.0.1:8000/api"
 	@echo "make conduit-cluster  the same on the PostgreSQL primary + 2 replicas (DATABASE_URL, DATABASE_REPLICA_URLS)"
 	@echo "make test          start the local cluster, lint, run every test, stop the cluster"
+	@echo "make chaos         the fault scenarios of tests/chaos at full size, figures in .chaos/figures.json"
+	@echo "make soak          mixed load with a fault every 30 s for SOAK_MINUTES (10); errors, p99, memory"
 	@echo "make lint          ruff check, ruff format --check, mypy --strict"
 	@echo "make cluster-up    install (if missing) and start the PostgreSQL/MariaDB/PgBouncer topology"
 	@echo "make cluster-down  stop it"
@@ -70,6 +72,23 @@ test: venv
 	{ $(CLUSTER) install && $(CLUSTER) start && \
 	  $(LINT) && \
 	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider; } || status=$$?; \
+	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
+	exit $$status
+
+# The chaos scenarios at full size (make test runs them short). Same cluster handling as `test`.
+chaos: venv
+	status=0; \
+	{ $(CLUSTER) install && $(CLUSTER) start && \
+	  AIOPD_CHAOS=full AIOPD_CHAOS_REPORT=.chaos/figures.json AIOPD_REQUIRE_CLUSTER=1 \
+	  $(BIN)/pytest -q -p no:cacheprovider tests/chaos; } || status=$$?; \
+	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
+	exit $$status
+
+SOAK_MINUTES ?= 10
+soak: venv
+	status=0; \
+	{ $(CLUSTER) install && $(CLUSTER) start && \
+	  $(BIN)/python tests/chaos/soak.py --minutes $(SOAK_MINUTES); } || status=$$?; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
 	exit $$status
 

@@ -40,7 +40,7 @@ class Scale:
     def from_env(cls) -> Scale:
         if os.environ.get("AIOPD_CHAOS") == "full":
             return cls(full=True, steady=3.0, fault=5.0, storm_ops=10_000)
-        return cls(full=False, steady=0.5, fault=1.5, storm_ops=10_000)
+        return cls(full=False, steady=0.5, fault=1.5, storm_ops=3_000)
 
 
 SCALE = Scale.from_env()

@@ -219,11 +219,12 @@ class Load:
             "errors": dict(errors),
         }
 
-    def failures_outside_outage(self, *, grace: float = 0.0) -> list[Outcome]:
-        def during(at: float) -> bool:
-            return any(start <= at <= end + grace for start, end in self.windows)
+    def in_outage(self, at: float, *, grace: float = 0.0) -> bool:
+        """Whether ``at`` falls in an outage window extended by ``grace`` seconds."""
+        return any(start <= at <= end + grace for start, end in self.windows)
 
-        return [o for o in self.outcomes if not o.ok and not during(o.at)]
+    def failures_outside_outage(self, *, grace: float = 0.0) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok and not self.in_outage(o.at, grace=grace)]
 
 
 class _Window:
