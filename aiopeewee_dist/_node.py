@@ -203,7 +203,7 @@ class Node:
         """
         pool = self._pool_for(write=False)
         try:
-            pc = await asyncio.wait_for(pool.acquire(), timeout)
+            pc = await pool.acquire_within(timeout)
         except asyncio.TimeoutError:
             if pool.size >= pool.options.max_size:
                 raise PoolTimeout(f"node {self.name!r}: every connection is busy") from None

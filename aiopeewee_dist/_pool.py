@@ -179,6 +179,33 @@ class ConnectionPool:
                 self._in_use += 1
                 return received
 
+    async def acquire_within(self, timeout: float) -> PooledConnection:
+        """:meth:`acquire` bounded by ``timeout`` (``asyncio.TimeoutError``).
+
+        Not ``asyncio.wait_for(acquire(), timeout)``: on Python < 3.12, when the caller is
+        cancelled just as the acquire completes, wait_for drops the result, and that
+        connection would stay checked out until garbage collection. A connection arriving
+        after the caller gave up is given back here instead.
+        """
+        acquiring = asyncio.ensure_future(self.acquire())
+        try:
+            done, _ = await asyncio.wait({acquiring}, timeout=timeout)
+        except BaseException:
+            self._abandon(acquiring)
+            raise
+        if not done:
+            self._abandon(acquiring)
+            raise asyncio.TimeoutError
+        return acquiring.result()
+
+    def _abandon(self, acquiring: asyncio.Future[PooledConnection]) -> None:
+        def give_back(task: asyncio.Future[PooledConnection]) -> None:
+            if not task.cancelled() and task.exception() is None:
+                self.release(task.result())
+
+        acquiring.cancel()
+        acquiring.add_done_callback(give_back)
+
     async def _take_idle(self) -> PooledConnection | None:
         now = time.monotonic()
         while self._idle:

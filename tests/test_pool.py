@@ -616,3 +616,28 @@ async def until_closed(manager: Manager) -> None:
             return
         await asyncio.sleep(0.01)
     pytest.fail(f"timed-out connections were not closed: {manager.get_stats()['primary']}")
+
+
+async def test_bounded_acquire_gives_back_a_connection_arriving_as_the_caller_is_cancelled(
+    topology: Topology,
+) -> None:
+    """The health monitor's bounded acquire: a connection handed over in the same loop step as
+    the caller's cancellation goes back to the pool (``asyncio.wait_for`` on Python 3.11 drops
+    it, and it stays checked out until garbage collection)."""
+    manager = topology.manager(max_size=1)
+    try:
+        pool = manager.primary_node.pool
+        held = await pool.acquire()
+        waiting = asyncio.ensure_future(pool.acquire_within(5.0))
+        while not pool.get_stats()["waiting"]:
+            await asyncio.sleep(0.001)
+        pool.release(held)  # handed to the waiter...
+        waiting.cancel()  # ...which is cancelled before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        for _ in range(10):
+            await asyncio.sleep(0)
+        stats = pool.get_stats()
+        assert (stats["acquired"], stats["available"]) == (0, 1), stats
+    finally:
+        await manager.close()
