@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import peewee
 import pytest
-from cluster import my_scalar, pg_scalar
+from cluster import my_scalar, pg_scalar, until
 from conftest import Topology
 
 from aiopeewee_dist import Manager, PoolClosed, PoolTimeout, QueryTimeout
@@ -629,8 +629,7 @@ async def test_bounded_acquire_gives_back_a_connection_arriving_as_the_caller_is
         pool = manager.primary_node.pool
         held = await pool.acquire()
         waiting = asyncio.ensure_future(pool.acquire_within(5.0))
-        while not pool.get_stats()["waiting"]:
-            await asyncio.sleep(0.001)
+        await until(lambda: pool.get_stats()["waiting"] > 0, BOUND, "the bounded acquire to wait")
         pool.release(held)  # handed to the waiter...
         waiting.cancel()  # ...which is cancelled before it runs
         with pytest.raises(asyncio.CancelledError):
