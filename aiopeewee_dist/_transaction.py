@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _context
-from ._errors import ConfigurationError, TransactionError
+from ._errors import ConfigurationError, NodeUnavailable, TransactionError
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -119,6 +119,16 @@ class Transaction:
         try:
             if binding.broken or node.driver.is_closed(binding.conn):
                 binding.broken = True
+                if exc_type is None:
+                    # The block ended normally, but COMMIT cannot be sent: the server rolls
+                    # the transaction back. Returning quietly would report lost writes as
+                    # committed (an interrupted statement the block caught, or a server
+                    # that went away after the last statement).
+                    raise NodeUnavailable(
+                        f"node {node.name!r}: the transaction's connection broke before COMMIT"
+                        " (a statement in it was interrupted or the server went away);"
+                        " nothing was committed"
+                    )
             elif self._savepoint is not None:
                 if exc_type is not None:
                     await node.run_sql(f"ROLLBACK TO SAVEPOINT {self._savepoint}", write=False)

@@ -19,7 +19,14 @@ import pytest
 from cluster import my_scalar, pg_scalar
 from conftest import Topology
 
-from aiopeewee_dist import ConfigurationError, Manager, ReadOnlyError, TransactionError
+from aiopeewee_dist import (
+    ConfigurationError,
+    Manager,
+    NodeUnavailable,
+    QueryTimeout,
+    ReadOnlyError,
+    TransactionError,
+)
 
 
 class _AuthorMeta:
@@ -576,3 +583,23 @@ async def test_failed_statement_inside_transaction_rolls_back(tables: Manager) -
     async with manager.transaction():
         await manager.create(Author, name="dup")
     assert await names(manager) == {"dup"}
+
+
+async def test_block_that_swallowed_an_interrupted_statement_does_not_claim_a_commit(
+    tables: Manager, topology: Topology
+) -> None:
+    """The block caught a QueryTimeout and ended normally: its connection was discarded, so
+    COMMIT cannot be sent. Leaving quietly would report the insert before it as committed."""
+    manager = topology.manager(query_timeout=0.3)
+    try:
+        with pytest.raises(NodeUnavailable, match="before COMMIT"):
+            async with manager.transaction():
+                await manager.create(Author, name="never committed")
+                with contextlib.suppress(QueryTimeout):
+                    await manager.raw_sql(long_query(topology))
+        assert await names(manager) == set()
+        async with manager.transaction():  # and the manager goes on
+            await manager.create(Author, name="committed")
+        assert await names(manager) == {"committed"}
+    finally:
+        await manager.close()
