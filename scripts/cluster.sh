@@ -894,6 +894,15 @@ verb_promote() {
     # rejoined to the new timeline fails.
     psql_su "$node" "CHECKPOINT" >/dev/null
   else
+    # Apply everything already received before cutting the replica loose: RESET SLAVE ALL
+    # deletes the relay log, and with it any transaction received but not yet applied (with
+    # semi-synchronous replication those are commits the old primary acknowledged).
+    local io_pos
+    io_pos=$(my_slave_field "$node" Gtid_IO_Pos)
+    if [[ -n $io_pos ]]; then
+      [[ $(my_root "$node" "SELECT MASTER_GTID_WAIT('$io_pos', $WAIT_SECS)") == 0 ]] ||
+        die "$node did not apply its relay log up to $io_pos within $WAIT_SECS s"
+    fi
     my_root "$node" "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0;"
   fi
   log "$node: promoted to primary"
@@ -948,6 +957,9 @@ pg_reset() {
   for r in "${PG_REPLICAS[@]}"; do pg_is_replica_conf "$r" || rebuild="$r was promoted"; done
   if [[ -z $rebuild ]]; then
     pg_start_node pg-primary
+    # Synchronous replication (a test may turn it on) would block every commit while a
+    # standby is down.
+    psql_su pg-primary "ALTER SYSTEM RESET synchronous_standby_names" "SELECT pg_reload_conf()" >/dev/null
     for r in "${PG_REPLICAS[@]}"; do
       pg_start_node "$r"
       psql_su "$r" "ALTER SYSTEM RESET recovery_min_apply_delay" "SELECT pg_reload_conf()" \
@@ -981,6 +993,10 @@ my_reset() {
     rebuild="my-replica was promoted"
   else
     [[ $(my_root my-replica "SELECT @@read_only") == 1 ]] || my_root my-replica "SET GLOBAL read_only = 1"
+    # Semi-synchronous replication (a test may turn it on) would stall commits while the
+    # replica is down.
+    my_root my-primary "SET GLOBAL rpl_semi_sync_master_enabled = OFF"
+    my_root my-replica "SET GLOBAL rpl_semi_sync_slave_enabled = OFF"
     if [[ $(my_slave_field my-replica SQL_Delay) != 0 ]]; then
       my_root my-replica "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=0"
     fi

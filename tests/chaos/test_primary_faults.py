@@ -18,7 +18,7 @@ from cluster import run_cluster, until
 
 from aiopeewee_dist import AioPeeweeDistError, Manager
 from chaos.invariants import chaos_topology, check_invariants
-from chaos.scenario import PRIMARY_NODE, SCALE, chaos_manager, fresh_table, restore
+from chaos.scenario import PRIMARY_NODE, REPLICA_NODE, SCALE, chaos_manager, fresh_table, restore
 from chaos.workload import ChaosRow, Ledger, Load
 
 pytestmark = pytest.mark.cluster
@@ -84,37 +84,28 @@ async def test_primary_restarted(cluster_backend: str, tmp_path: Path) -> None:
 
 
 async def test_failover_with_promotion(cluster_backend: str, tmp_path: Path) -> None:
-    """The primary killed, a standby promoted: the manager switches by itself.
+    """The primary killed, a replica promoted: the manager switches by itself.
 
-    Replication is made synchronous to the standby that will be promoted first: with
-    asynchronous replication a failover may drop commits the old primary acknowledged, which
-    no client library can prevent.
+    Replication is made synchronous first (PostgreSQL ``synchronous_standby_names``, MariaDB
+    semi-synchronous replication): with asynchronous replication a failover may drop commits
+    the old primary acknowledged, which no client library can prevent.
     """
     topology = chaos_topology(cluster_backend, tmp_path)
-    if topology.kind != "pg":
-        pytest.skip("promotion drill on PostgreSQL (MariaDB: see the replica and restart scenarios)")
+    if cluster_backend == "aiopg":
+        pytest.skip("psycopg covers PostgreSQL promotion; aiopg shares the manager's code path")
     await fresh_table(topology)
-    su = f"postgresql://postgres@127.0.0.1:{cluster.PORTS['pg-primary']}/postgres"
-    await cluster.pg_rows(su, "ALTER SYSTEM SET synchronous_standby_names = '\"pg-replica-1\"'")
-    await cluster.pg_rows(su, "SELECT pg_reload_conf()")
     manager = chaos_manager(topology)
     ledger = Ledger()
     load = Load(manager, ledger)
     try:
-        await until(
-            lambda: cluster.pg_scalar(
-                su, "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'"
-            ),
-            10,
-            "pg-replica-1 synchronous",
-        )
+        await make_replication_synchronous(topology.kind)
         await manager.connect()
         load.start()
         await asyncio.sleep(SCALE.steady)
         with load.outage():
-            await run_cluster("down", "pg-primary")
+            await run_cluster("down", PRIMARY_NODE[topology.kind])
             await asyncio.sleep(SCALE.fault)
-            await run_cluster("promote", "pg-replica-1")
+            await run_cluster("promote", REPLICA_NODE[topology.kind])
             await until(lambda: manager.primary_node.name == "replica-1", 15, "automatic switch to replica-1")
         recovery = await first_write_after(manager, bound=10)
         await asyncio.sleep(SCALE.steady)
@@ -130,6 +121,33 @@ async def test_failover_with_promotion(cluster_backend: str, tmp_path: Path) -> 
     finally:
         await load.stop()
         await manager.close()
-        await restore("pg")  # rebuilds the topology, which also drops synchronous_standby_names
+        await restore(topology.kind)  # rebuilt from scratch after a promotion: settings go too
     check_outage_failures(load)
     assert figures["failed_writes"] > 0, "the outage was not observed"
+
+
+async def make_replication_synchronous(kind: str) -> None:
+    """Commits wait until the replica to be promoted has them (bounded wait until it does)."""
+    if kind == "pg":
+        su = f"postgresql://postgres@127.0.0.1:{cluster.PORTS['pg-primary']}/postgres"
+        await cluster.pg_rows(su, "ALTER SYSTEM SET synchronous_standby_names = '\"pg-replica-1\"'")
+        await cluster.pg_rows(su, "SELECT pg_reload_conf()")
+        sync_sql = "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'"
+        await until(lambda: cluster.pg_scalar(su, sync_sql), 10, "pg-replica-1 synchronous")
+        return
+    primary = f"mysql://root@127.0.0.1:{cluster.PORTS['my-primary']}/mysql"
+    replica = f"mysql://root@127.0.0.1:{cluster.PORTS['my-replica']}/mysql"
+    # A timeout far beyond the scenario: the primary must never fall back to asynchronous.
+    await cluster.my_rows(primary, "SET GLOBAL rpl_semi_sync_master_timeout = 600000")
+    await cluster.my_rows(primary, "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'")
+    await cluster.my_rows(primary, "SET GLOBAL rpl_semi_sync_master_enabled = ON")
+    await cluster.my_rows(replica, "SET GLOBAL rpl_semi_sync_slave_enabled = ON")
+    await cluster.my_rows(replica, "STOP SLAVE IO_THREAD")
+    await cluster.my_rows(replica, "START SLAVE IO_THREAD")
+    clients_sql = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS"
+    clients_sql += " WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'"
+
+    async def semi_sync() -> bool:
+        return int(await cluster.my_scalar(primary, clients_sql) or 0) == 1
+
+    await until(semi_sync, 10, "my-replica semi-synchronous")
