@@ -15,6 +15,23 @@ from ._postgres import PostgresDriver
 # make aiopg's large enough never to cut a long query short.
 _STATEMENT_TIMEOUT = 7 * 24 * 3600.0
 _IDLE = 0  # psycopg2.extensions.TRANSACTION_STATUS_IDLE
+_CLOSED_BY_CLOSE = 1  # psycopg2 connection.closed: 1 after close(), 2 when libpq lost it
+
+
+def _close_once(conn: Any) -> None:
+    """Close an aiopg connection unless aiopg already did.
+
+    aiopg closes a connection itself when a statement is cancelled or times out, and
+    every later ``close()`` calls ``loop.remove_reader()`` again on the socket number it
+    remembers. libpq freed that number at the first close, so by then it may belong to
+    another connection opened since: its reader would be removed and it would never see
+    a reply again (a connect stalling until connect_timeout, a query until its timeout).
+    psycopg2 marks ``closed == 1`` only after its own close(), which aiopg runs right
+    after unregistering the socket, so such a connection has nothing left to release.
+    A broken connection (``closed == 2``) still holds its libpq handle: close it.
+    """
+    if conn.raw.closed != _CLOSED_BY_CLOSE:
+        conn.close()
 
 
 class AiopgDriver(PostgresDriver):
@@ -29,11 +46,12 @@ class AiopgDriver(PostgresDriver):
         return conn
 
     async def close(self, conn: Any) -> None:
-        await conn.close()
+        # aiopg's close() is synchronous (it returns a finished future).
+        _close_once(conn)
 
     def terminate(self, conn: Any) -> None:
         # Safe on a closed loop: aiopg only unregisters the socket and closes libpq's handle.
-        conn.close()
+        _close_once(conn)
 
     def is_closed(self, conn: Any) -> bool:
         return bool(conn.closed)
