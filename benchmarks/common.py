@@ -97,6 +97,12 @@ async def measure(
         phase["counting"] = True
         start = time.perf_counter()
         await asyncio.sleep(seconds)
+        # A cell shorter than one operation (tiny smoke cells on a busy machine) would read 0
+        # ops/s: count on until one completes, within bounds.
+        for _ in range(200):  # at most 20 more cell lengths
+            if counter[0]:
+                break
+            await asyncio.sleep(seconds / 10)
         phase["counting"] = False
         elapsed = time.perf_counter() - start
         ops = counter[0]

@@ -271,6 +271,10 @@ full_page_writes = off
 wal_level = replica
 max_wal_senders = 10
 max_replication_slots = 10
+# pg_basebackup -C -S reserves WAL only once its slot exists; right after the databases are
+# created a checkpoint could recycle a segment the backup still needs ("requested WAL segment
+# ... has already been removed"). Keeping recent WAL closes that window.
+wal_keep_size = 256MB
 wal_log_hints = on
 hot_standby = on
 hot_standby_feedback = on

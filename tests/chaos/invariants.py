@@ -109,7 +109,9 @@ async def _settle(check: Any, bound: float) -> Any:
         ok, value = await check()
         if ok or time.monotonic() > deadline:
             return value
-        await asyncio.sleep(0.05)
+        # Not faster: MariaDB refreshes its INNODB_TRX cache only when it was not read for
+        # 0.1 s, so polling more often would keep showing the state of the first poll.
+        await asyncio.sleep(0.15)
 
 
 # -- the invariants ----------------------------------------------------------------------------

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import cluster
+from cluster import until
 from conftest import Topology
 
 from aiopeewee_dist import Manager
-from chaos.workload import ChaosRow
+from chaos.invariants import check_invariants, server_sessions
+from chaos.workload import ChaosRow, Ledger, Load
 
 # Health checks fast enough that a scenario sees ejection and readmission within seconds.
 FAST_HEALTH: dict[str, Any] = {
@@ -46,6 +51,36 @@ class Scale:
 SCALE = Scale.from_env()
 
 
+@asynccontextmanager
+async def under_load(
+    topology: Topology, *, max_lag: float | None = None
+) -> AsyncIterator[tuple[Manager, Load]]:
+    """A fresh table, a manager with fast health checks, and the load running for
+    ``SCALE.steady`` seconds already; afterwards the load is stopped, the manager closed and
+    the topology reset whatever happened."""
+    await fresh_table(topology)
+    manager = chaos_manager(topology, max_lag=max_lag)
+    load = Load(manager, Ledger(), max_lag=max_lag)
+    try:
+        await manager.connect()
+        load.start()
+        await asyncio.sleep(SCALE.steady)
+        yield manager, load
+    finally:
+        await load.stop()
+        await manager.close()
+        await restore(topology.kind)
+
+
+async def verdict(
+    scenario: str, manager: Manager, topology: Topology, load: Load, **figures: Any
+) -> dict[str, Any]:
+    """``SCALE.steady`` more seconds of load after the fault, then the invariants."""
+    await asyncio.sleep(SCALE.steady)
+    await load.stop()
+    return await check_invariants(scenario, manager, topology, ledger=load.ledger, load=load, **figures)
+
+
 async def fresh_table(topology: Topology) -> None:
     """An empty ``chaos_row`` on the primary, replicated before the scenario starts."""
     setup = topology.manager()
@@ -55,6 +90,14 @@ async def fresh_table(topology: Topology) -> None:
     finally:
         await setup.close()
     await topology.wait_replicated()
+    if topology.kind != "sqlite":
+        # The setup sessions end on the server a moment after close(): the scenario's counts of
+        # server sessions must not see them.
+        async def gone() -> bool:
+            urls = [topology.primary, *topology.replicas]
+            return not any([await server_sessions(topology, url) for url in urls])
+
+        await until(gone, 10, "the setup sessions to end on the servers")
 
 
 def slow_sql(kind: str, seconds: float) -> str:

@@ -57,7 +57,8 @@ async def _open_stray_transaction(kind: str, url: str) -> object:
     kwargs["autocommit"] = False
     my = await aiomysql.connect(**kwargs)
     async with my.cursor() as cur:
-        await cur.execute("SELECT count(*) FROM chaos_row")  # a read view: an open InnoDB trx
+        # A write: INNODB_TRX may leave out a transaction that has only read.
+        await cur.execute("INSERT INTO chaos_row (id, amount) VALUES (-1, 0)")
 
     async def close_my() -> None:
         my.close()

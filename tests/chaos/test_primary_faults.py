@@ -17,9 +17,9 @@ import pytest
 from cluster import run_cluster, until
 
 from aiopeewee_dist import AioPeeweeDistError, Manager
-from chaos.invariants import chaos_topology, check_invariants
-from chaos.scenario import PRIMARY_NODE, REPLICA_NODE, SCALE, chaos_manager, fresh_table, restore
-from chaos.workload import ChaosRow, Ledger, Load
+from chaos.invariants import chaos_topology
+from chaos.scenario import PRIMARY_NODE, REPLICA_NODE, SCALE, under_load, verdict
+from chaos.workload import ChaosRow, Load
 
 pytestmark = pytest.mark.cluster
 
@@ -52,33 +52,13 @@ def check_outage_failures(load: Load) -> None:
 
 async def test_primary_restarted(cluster_backend: str, tmp_path: Path) -> None:
     topology = chaos_topology(cluster_backend, tmp_path)
-    await fresh_table(topology)
-    manager = chaos_manager(topology)
-    ledger = Ledger()
-    load = Load(manager, ledger)
-    try:
-        await manager.connect()
-        load.start()
-        await asyncio.sleep(SCALE.steady)
+    async with under_load(topology) as (manager, load):
         with load.outage():
             await run_cluster("down", PRIMARY_NODE[topology.kind])
             await asyncio.sleep(SCALE.fault)
             await run_cluster("up", PRIMARY_NODE[topology.kind])
         recovery = await first_write_after(manager, bound=10)
-        await asyncio.sleep(SCALE.steady)
-        await load.stop()
-        figures = await check_invariants(
-            "primary restarted",
-            manager,
-            topology,
-            ledger=ledger,
-            load=load,
-            recovery_s=round(recovery, 2),
-        )
-    finally:
-        await load.stop()
-        await manager.close()
-        await restore(topology.kind)
+        figures = await verdict("primary restarted", manager, topology, load, recovery_s=round(recovery, 2))
     check_outage_failures(load)
     assert figures["failed_writes"] > 0, "the outage was not observed"
 
@@ -90,38 +70,21 @@ async def test_failover_with_promotion(cluster_backend: str, tmp_path: Path) -> 
     semi-synchronous replication): with asynchronous replication a failover may drop commits
     the old primary acknowledged, which no client library can prevent.
     """
-    topology = chaos_topology(cluster_backend, tmp_path)
     if cluster_backend == "aiopg":
         pytest.skip("psycopg covers PostgreSQL promotion; aiopg shares the manager's code path")
-    await fresh_table(topology)
-    manager = chaos_manager(topology)
-    ledger = Ledger()
-    load = Load(manager, ledger)
-    try:
+    topology = chaos_topology(cluster_backend, tmp_path)
+    async with under_load(topology) as (manager, load):  # its reset turns synchronous off again
         await make_replication_synchronous(topology.kind)
-        await manager.connect()
-        load.start()
-        await asyncio.sleep(SCALE.steady)
+        await topology.wait_replicated()  # what was acknowledged before is on the replica too
         with load.outage():
             await run_cluster("down", PRIMARY_NODE[topology.kind])
             await asyncio.sleep(SCALE.fault)
             await run_cluster("promote", REPLICA_NODE[topology.kind])
             await until(lambda: manager.primary_node.name == "replica-1", 15, "automatic switch to replica-1")
         recovery = await first_write_after(manager, bound=10)
-        await asyncio.sleep(SCALE.steady)
-        await load.stop()
-        figures = await check_invariants(
-            "failover with promotion",
-            manager,
-            topology,
-            ledger=ledger,
-            load=load,
-            recovery_s=round(recovery, 2),
+        figures = await verdict(
+            "failover with promotion", manager, topology, load, recovery_s=round(recovery, 2)
         )
-    finally:
-        await load.stop()
-        await manager.close()
-        await restore(topology.kind)  # rebuilt from scratch after a promotion: settings go too
     check_outage_failures(load)
     assert figures["failed_writes"] > 0, "the outage was not observed"
 
