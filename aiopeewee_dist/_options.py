@@ -88,7 +88,9 @@ class PoolOptions:
     #: Ping a connection on checkout if it sat idle longer than this; 0 = always, None = never.
     ping_after_idle: float | None = 5.0
     #: A statement taking longer fails with QueryTimeout and its connection is discarded;
-    #: None = no limit. Bounds a server that stops answering without closing the socket.
+    #: None = no limit. Bounds a server that stops answering without closing the socket
+    #: (the error comes at most ``_bounded.CANCEL_GRACE`` = 1 s later: the driver's grace to
+    #: cancel the statement on the server).
     query_timeout: float | None = None
 
     def __post_init__(self) -> None:
