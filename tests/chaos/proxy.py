@@ -152,8 +152,10 @@ class ChaosProxy:
                 for pump in pumps:
                     pump.cancel()
                 await asyncio.gather(*pumps, return_exceptions=True)
-        except (OSError, asyncio.IncompleteReadError):
-            pass  # upstream refused, or a side reset: the link ends
+        except (OSError, asyncio.CancelledError):
+            # Upstream refused, a side reset, or drop()/close(): the link ends. The
+            # cancellation is not passed on: asyncio's stream server logs a cancelled handler.
+            pass
         finally:
             del self._links[task]
             for side in link.writers():
