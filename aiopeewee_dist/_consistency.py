@@ -15,9 +15,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Literal
+from typing import Literal, cast
 
 from ._errors import ConfigurationError
+from ._options import seconds
 from ._replication import Position
 
 __all__ = ["Consistency", "ConsistencyMode", "Session"]
@@ -86,12 +87,10 @@ class Consistency:
     def __init__(self, mode: ConsistencyMode | None, *, sticky_seconds: float, causal_wait: float) -> None:
         if mode not in (None, "sticky", "causal"):
             raise ConfigurationError(f"read_your_writes must be 'sticky', 'causal' or None, got {mode!r}")
-        for name, value in (("sticky_seconds", sticky_seconds), ("causal_wait", causal_wait)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {value!r}")
         self.mode = mode
-        self.sticky_seconds = float(sticky_seconds)
-        self.causal_wait = float(causal_wait)
+        # Finite: an infinite causal_wait would let a read wait forever for a lagging replica.
+        self.sticky_seconds = cast(float, seconds("sticky_seconds", sticky_seconds, positive=False))
+        self.causal_wait = cast(float, seconds("causal_wait", causal_wait, positive=False))
 
     def current(self) -> Session | None:
         return _sessions.get().get(self)

@@ -12,6 +12,7 @@ from typing import Any, Literal, cast
 import peewee
 
 from . import _context
+from ._bounded import bounded
 from ._dialects import dialect_for
 from ._drivers import Result, get_driver
 from ._errors import NodeUnavailable, PoolTimeout, QueryTimeout, ReadOnlyError
@@ -178,7 +179,7 @@ class Node:
                 if timeout is None:
                     result = await self.driver.execute(pc.conn, sql, params)
                 else:
-                    result = await asyncio.wait_for(self.driver.execute(pc.conn, sql, params), timeout)
+                    result = await bounded(self.driver.execute(pc.conn, sql, params), timeout)
         except asyncio.TimeoutError:
             # The cancelled statement left the connection mid-protocol; _breaks() makes
             # the caller discard it.
@@ -210,7 +211,7 @@ class Node:
             raise
         broken = False
         try:
-            result = await asyncio.wait_for(self.driver.execute(pc.conn, sql, ()), timeout)
+            result = await bounded(self.driver.execute(pc.conn, sql, ()), timeout)
         except BaseException:
             broken = True
             raise

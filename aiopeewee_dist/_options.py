@@ -88,7 +88,9 @@ class PoolOptions:
     #: Ping a connection on checkout if it sat idle longer than this; 0 = always, None = never.
     ping_after_idle: float | None = 5.0
     #: A statement taking longer fails with QueryTimeout and its connection is discarded;
-    #: None = no limit. Bounds a server that stops answering without closing the socket.
+    #: None = no limit. Bounds a server that stops answering without closing the socket
+    #: (the error comes at most ``_bounded.CANCEL_GRACE`` = 1 s later: the driver's grace to
+    #: cancel the statement on the server).
     query_timeout: float | None = None
 
     def __post_init__(self) -> None:
@@ -124,14 +126,27 @@ class PoolOptions:
         return (base or cls()).replace(**changes)
 
 
-def _seconds(name: str, value: object, *, allow_none: bool = False, positive: bool = True) -> float | None:
+def _finite_float(value: object) -> float | None:
+    """``value`` as a finite float if it is a real number (not a bool) that has one, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    return number if math.isfinite(number) else None
+
+
+def seconds(name: str, value: object, *, allow_none: bool = False, positive: bool = True) -> float | None:
+    """``value`` as a finite number of seconds (> 0, or >= 0 unless ``positive``), or None if
+    allowed; ConfigurationError naming ``name`` otherwise."""
     if value is None and allow_none:
         return None
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if not ok or (value <= 0 if positive else value < 0):  # type: ignore[operator]
+    number = _finite_float(value)
+    if number is None or (number <= 0 if positive else number < 0):
         bound = "> 0" if positive else ">= 0"
         raise ConfigurationError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
+    return number
 
 
 def _count(name: str, value: object) -> int:
@@ -156,11 +171,11 @@ class ReplicaPolicy:
     max_lag: float | None = None
 
     def __post_init__(self) -> None:
-        interval = _seconds("health_check_interval", self.health_check_interval, allow_none=True)
-        _seconds("health_check_timeout", self.health_check_timeout)
+        interval = seconds("health_check_interval", self.health_check_interval, allow_none=True)
+        seconds("health_check_timeout", self.health_check_timeout)
         _count("eject_after", self.eject_after)
         _count("readmit_after", self.readmit_after)
-        max_lag = _seconds("max_lag", self.max_lag, allow_none=True)
+        max_lag = seconds("max_lag", self.max_lag, allow_none=True)
         if max_lag is not None:
             # Freshness is only known as of the last check, so the bound must leave room for one.
             if interval is None:

@@ -15,6 +15,7 @@ import time
 from collections import Counter, deque
 from typing import Any
 
+from ._bounded import bounded
 from ._drivers import Driver
 from ._errors import EventLoopError, NodeUnavailable, PoolClosed, PoolTimeout
 from ._options import PoolOptions
@@ -223,7 +224,7 @@ class ConnectionPool:
 
     async def _ping(self, pc: PooledConnection) -> bool:
         try:
-            await asyncio.wait_for(self.driver.ping(pc.conn), self.options.connect_timeout)
+            await bounded(self.driver.ping(pc.conn), self.options.connect_timeout)
             return True
         except (Exception, asyncio.CancelledError) as exc:
             self._in_use -= 1
@@ -358,7 +359,7 @@ class ConnectionPool:
     async def _reset(self, pc: PooledConnection) -> None:
         logger.warning("node %s: connection returned inside a transaction; rolling back", self.name)
         try:
-            await asyncio.wait_for(self.driver.execute(pc.conn, "ROLLBACK", ()), _RESET_TIMEOUT)
+            await bounded(self.driver.execute(pc.conn, "ROLLBACK", ()), _RESET_TIMEOUT)
         except Exception as exc:
             logger.warning("node %s: rollback on return failed, closing the connection: %s", self.name, exc)
             self.release(pc, broken=True)

@@ -62,20 +62,38 @@ def jump_hash(key: int, buckets: int) -> int:
     return b
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message: cut to ``limit`` characters, and never failing
+    (the repr of an int of more than 4300 digits raises ValueError)."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__} that cannot be shown>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _canonical_bytes(value: Any) -> bytes:
     # bool first: it is an int, but True -> "1" would silently share a shard with 1.
     if isinstance(value, bool):
         raise ShardKeyError(f"a boolean cannot be a shard key (got {value!r})")
     if isinstance(value, int):
-        return str(value).encode("ascii")
+        try:
+            return str(value).encode("ascii")
+        except ValueError:  # more digits than int -> str conversion allows (4300 by default)
+            raise ShardKeyError(f"an integer shard key of {value.bit_length()} bits is too large") from None
     if isinstance(value, str):
-        return value.encode("utf-8")
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates
+            raise ShardKeyError(
+                f"a str shard key must be valid Unicode ({exc.reason}): {shown(value)}"
+            ) from None
     if isinstance(value, uuid.UUID):
         return value.bytes
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise ShardKeyError(
-        f"cannot hash a shard key of type {type(value).__name__} ({value!r}):"
+        f"cannot hash a shard key of type {type(value).__name__} ({shown(value)}):"
         " use int, str, bytes or uuid.UUID keys, or a Ranges / function strategy"
     )
 
@@ -129,8 +147,8 @@ class Ranges:
         """The shard whose range holds ``key``."""
         try:
             index = bisect.bisect_right(self.bounds, key)
-        except TypeError as exc:
-            raise ShardKeyError(f"key {key!r} cannot be compared with the range bounds: {exc}") from None
+        except (TypeError, ValueError, ArithmeticError) as exc:  # e.g. Decimal("sNaN") < 1
+            raise ShardKeyError(f"key {shown(key)} cannot be compared with the range bounds: {exc}") from None
         return self.shard_names[index]
 
 
@@ -162,7 +180,9 @@ class Placement:
         try:
             return self.field.python_value(self.field.db_value(value))
         except Exception as exc:
-            raise ShardKeyError(f"{value!r} is not a valid value for shard key {self.label}: {exc}") from None
+            raise ShardKeyError(
+                f"{shown(value)} is not a valid value for shard key {self.label}: {exc}"
+            ) from None
 
     def shard_of(self, value: Any, shard_names: Sequence[str]) -> str:
         """The shard of the row whose key is ``value``."""
@@ -179,7 +199,10 @@ def shard_by_strategy(strategy: KeyStrategy, key: Any, shard_names: Sequence[str
     if strategy == "hash":
         return shard_names[jump_hash(stable_hash64(key), len(shard_names))]
     if isinstance(strategy, Ranges):
-        return strategy.shard_for(key)
+        try:
+            return strategy.shard_for(key)
+        except ShardKeyError as exc:
+            raise ShardKeyError(f"shard key {label}: {exc}") from None
     if not callable(strategy):
         raise ConfigurationError(
             f"unknown shard strategy {strategy!r} (expected 'hash', Ranges or a function)"
@@ -188,7 +211,7 @@ def shard_by_strategy(strategy: KeyStrategy, key: Any, shard_names: Sequence[str
     if name not in shard_names:
         known = ", ".join(map(repr, shard_names))
         raise ShardKeyError(
-            f"the shard directory of {label} returned {name!r} for key {key!r},"
+            f"the shard directory of {label} returned {shown(name)} for key {shown(key)},"
             f" which is not a shard (known: {known})"
         )
     return name

@@ -180,9 +180,15 @@ def _shown(raw: str) -> str:
             authority = f"{host}:***"  # perhaps user:password with '@host' forgotten
     path, qmark, query = tail.partition("?")
     masked = []
+    after_secret = False
     for param in query.split("&") if qmark else ():
-        key = param.partition("=")[0]
-        masked.append(f"{key}=***" if unquote(key).lower() in _SECRET_PARAMS else param)
+        key, eq, _ = param.partition("=")
+        if unquote(key).lower() in _SECRET_PARAMS:
+            masked.append(f"{key}=***")
+            after_secret = True
+        else:
+            # A part without '=' after a secret is most likely the secret's own tail ('&' unescaped).
+            masked.append("***" if after_secret and not eq else param)
     return repr(f"{scheme}://{authority}{path}{qmark}{'&'.join(masked)}")
 
 
@@ -228,6 +234,7 @@ def _driver_option(backend: Backend, key: str, value: str) -> object:
 
 def _parse_query(query: str) -> dict[str, str]:
     params: dict[str, str] = {}
+    secret: str | None = None  # the last secret parameter seen
     for part in query.split("&"):
         if not part:
             continue  # tolerate "?a=1&&b=2" and a trailing "&"
@@ -236,7 +243,15 @@ def _parse_query(query: str) -> dict[str, str]:
         if not key:
             raise ConfigurationError("URL query parameter with an empty name")
         if not eq:
+            if secret is not None:
+                # Most likely the rest of a secret with an unescaped '&': do not echo it.
+                raise ConfigurationError(
+                    f"URL query parameter without a value after {secret!r}"
+                    " (percent-encode '&' in values as %26)"
+                )
             raise ConfigurationError(f"URL query parameter {key!r} has no value (write {key}=value)")
+        if key.lower() in _SECRET_PARAMS:
+            secret = key
         if key in params:
             raise ConfigurationError(f"URL query parameter {key!r} given more than once")
         params[key] = unquote(raw_value)

@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import aiomysql
+import pymysql
 
 from .._url import DatabaseURL, connect_kwargs
 from ._base import Driver, Result
+
+
+def _escape(conn: Any, value: Any) -> str:
+    """One parameter as SQL text.
+
+    Binary values are escaped here: aiomysql 0.3 sends ``bytes`` through PyMySQL's
+    ``escape_bytes_prefixed``, which PyMySQL 1.2 replaced by a string, so every bytes
+    parameter failed with "TypeError: 'str' object is not callable"; ``bytearray`` (what
+    peewee's BlobField gives for a model not bound to a MySQL database, i.e. always through a
+    Manager) and ``memoryview`` fell back to ``str()``, silently storing "bytearray(b'...')".
+    NaN and the infinities, which MySQL cannot store, fail as DataError like other values a
+    column cannot hold (PyMySQL raises ProgrammingError).
+    """
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"_binary X'{bytes(value).hex()}'"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise pymysql.err.DataError(f"{value!r} cannot be stored in MySQL")
+    text: str = conn.escape(value)
+    return text
 
 
 class _QuietCursor(aiomysql.Cursor):  # type: ignore[misc]
@@ -17,6 +38,11 @@ class _QuietCursor(aiomysql.Cursor):  # type: ignore[misc]
     # with an extra SHOW WARNINGS round trip and a Python warning; PyMySQL dropped that.
     async def _show_warnings(self, conn: Any) -> None:
         return None
+
+    def _escape_args(self, args: Any, conn: Any) -> Any:
+        if isinstance(args, (tuple, list)):
+            return tuple(_escape(conn, arg) for arg in args)
+        return super()._escape_args(args, conn)
 
 
 class _QuietSSCursor(_QuietCursor, aiomysql.SSCursor):  # type: ignore[misc]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiopg
+import psycopg2
 
 from .._url import DatabaseURL, connect_kwargs
 from ._base import Result
@@ -62,7 +63,12 @@ class AiopgDriver(PostgresDriver):
     async def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> Result:
         cur = await conn.cursor()
         try:
-            await cur.execute(sql, params or None)
+            try:
+                await cur.execute(sql, params or None)
+            except ValueError as exc:
+                # psycopg2 refuses some values itself, before sending anything (a NUL in a
+                # string): the same refusal as the server's, so the same DataError.
+                raise psycopg2.DataError(str(exc)) from exc
             rows = await cur.fetchall() if cur.description is not None else []
             return Result(rows, cur.description, cur.rowcount, cur.lastrowid)
         finally:

@@ -13,8 +13,16 @@ from .._url import DatabaseURL, connect_kwargs, sqlite_pragmas
 from ._base import Driver, Result
 
 
+def _execute(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
+    try:
+        return conn.execute(sql, params)
+    except OverflowError as exc:
+        # An int beyond 64 bits: refused while binding, as a DataError like the servers do.
+        raise sqlite3.DataError(str(exc)) from exc
+
+
 def _run(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Result:
-    cur = conn.execute(sql, params)
+    cur = _execute(conn, sql, params)
     try:
         rows = cur.fetchall() if cur.description is not None else []
         return Result(rows, cur.description, cur.rowcount, cur.lastrowid)
@@ -103,7 +111,7 @@ class AiosqliteDriver(Driver):
     async def stream(
         self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
     ) -> AsyncGenerator[Result, None]:
-        cur = await _call(conn, conn._conn.execute, sql, params)
+        cur = await _call(conn, _execute, conn._conn, sql, params)
         try:
             while True:
                 chunk: Result = await _call(conn, _fetch, cur, chunk_size)
