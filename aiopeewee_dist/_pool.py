@@ -256,7 +256,9 @@ class ConnectionPool:
                 # Also when the connect already finished: the callback then runs soon.
                 self._connecting.add(connecting)
                 connecting.add_done_callback(self._discard_late_connection)
-            if epoch == self._epoch:
+            # Undo the counts unless an event-loop change reset them meanwhile (not merely
+            # expire_connections(), which bumps the epoch too but keeps the counts).
+            if epoch >= self._loop_epoch:
                 self._size -= 1
                 self._in_use -= 1
                 self._wake_one(None)

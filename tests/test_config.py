@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import peewee
 import pytest
-from cluster import APP_PASSWORD, MY_PRIMARY, MY_REPLICA, PG_PRIMARY, my_scalar, pg_scalar
+from cluster import APP_PASSWORD, MY_PRIMARY, MY_REPLICA, PG_PRIMARY, my_scalar, pg_scalar, until
 from conftest import Topology
 
 import aiopeewee_dist._drivers as drivers
@@ -307,6 +307,23 @@ async def silent_port() -> AsyncIterator[int]:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_connect_failing_across_expire_connections_gives_its_slot_back(silent_port: int) -> None:
+    """expire_connections() (also called when a connection is found dead) while a connect is
+    under way: the failed connect must still give back the place it took in the pool."""
+    manager = Manager(URLS_ON_PORT["psycopg"](silent_port), connect_timeout=0.5, max_size=1, **no_monitor())
+    try:
+        node = manager.primary_node
+        query = asyncio.ensure_future(manager.raw_sql("SELECT 1"))
+        await until(lambda: node.pool.size == 1, 5, "the connect to start")
+        node.expire_connections()
+        with pytest.raises(peewee.OperationalError, match="cannot connect"):
+            await query
+        stats = manager.get_stats()["primary"]
+        assert (stats["size"], stats["acquired"]) == (0, 0), stats
+    finally:
+        await manager.close()
 
 
 @pytest.mark.parametrize("backend", list(URLS_ON_PORT))
