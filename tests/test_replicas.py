@@ -338,7 +338,13 @@ def test_status_cli_table_json_and_primary_down() -> None:
     ]
     as_json = run_cli("--json", env=env)
     assert as_json.returncode == 0 and '"replica-2"' in as_json.stdout
-    down = run_cli("--primary", cluster.PG_PRIMARY.replace(f":{cluster.PORTS['pg-primary']}/", ":1/"), "--timeout", "1", env=env)
+    down = run_cli(
+        "--primary",
+        cluster.PG_PRIMARY.replace(f":{cluster.PORTS['pg-primary']}/", ":1/"),
+        "--timeout",
+        "1",
+        env=env,
+    )
     assert down.returncode == 1
     assert "NO" in down.stdout.splitlines()[1]
     assert cluster.APP_PASSWORD not in down.stdout + down.stderr
