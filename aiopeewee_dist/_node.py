@@ -20,6 +20,7 @@ from ._options import PoolOptions
 from ._pool import ConnectionPool, PooledConnection
 from ._query import compile_query, shape_result
 from ._replication import Position, parse_position, position_sql
+from ._rows import model_rows
 from ._url import DatabaseURL
 
 __all__ = ["Node", "NodeRef", "Role"]
@@ -253,7 +254,8 @@ class Node:
             with _exception_wrapper:
                 async with aclosing(self.driver.stream(conn, sql, params, chunk_size)) as chunks:
                     async for chunk in chunks:
-                        for row in query._get_cursor_wrapper(chunk):
+                        rows = model_rows(query, chunk)
+                        for row in rows if rows is not None else query._get_cursor_wrapper(chunk):
                             yield row
         except Exception:
             self._counters[self.ERRORS] += 1
