@@ -23,6 +23,7 @@ from ._query import is_write, is_write_sql
 from ._replication import UNKNOWN_POSITION, NodeStatus, Position
 from ._router import Router, Strategy, StrategyName
 from ._shortcuts import ModelShortcuts
+from ._templates import lookup_for
 from ._transaction import Transaction
 from ._url import DatabaseURL, parse_url
 
@@ -412,6 +413,26 @@ class Manager(ModelShortcuts):
         if is_write(query):
             return await self._write(lambda target: target.execute(query, write=True), node)
         return await self._read(lambda target: target.execute(query, write=False), node)
+
+    async def _get_rows(
+        self, source: Any, query: tuple[Any, ...], filters: dict[str, Any], node: NodeRef
+    ) -> list[Any]:
+        # A subclass that overrides execute() (instrumentation, say) must see every query.
+        lookup = lookup_for(source, query, filters) if type(self).execute is Manager.execute else None
+        if lookup is None:
+            return await super()._get_rows(source, query, filters, node)
+        select_for = self._select_for
+
+        async def run(target: Node) -> list[Any]:
+            template = target.template(lookup, select_for)
+            if template is None:
+                select, _ = select_for(source, query, filters)
+                rows: list[Any] = await target.execute(select.limit(1), write=False)
+            else:
+                rows = await target.run_template(template, lookup.values)
+            return rows
+
+        return await self._read(run, node)
 
     async def _write(self, run: Callable[[Node], Awaitable[T]], node: NodeRef) -> T:
         target = self.router.route(write=True, node=node)

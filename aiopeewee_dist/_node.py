@@ -21,6 +21,7 @@ from ._pool import ConnectionPool, PooledConnection
 from ._query import compile_query, shape_result
 from ._replication import Position, parse_position, position_sql
 from ._rows import model_rows
+from ._templates import GetLookup, SelectFor, Template, template_for
 from ._url import DatabaseURL
 
 __all__ = ["Node", "NodeRef", "Role"]
@@ -74,6 +75,8 @@ class Node:
             name=name, driver=self.driver, url=url, options=options, read_only=role == "replica"
         )
         self.database = dialect_for(self)
+        # Compiled get() statements in this node's dialect (see _templates).
+        self._templates: dict[Any, Template] = {}
         self.closed = False
         self.health = NodeHealth()
         self._counters: Counter[str] = Counter()
@@ -221,6 +224,15 @@ class Node:
         query, sql, params = compile_query(query, self.database)
         result = await self.run_sql(sql, params, write=write)
         return shape_result(query, self.database, result)
+
+    def template(self, lookup: GetLookup, select_for: SelectFor) -> Template | None:
+        """This node's compiled statement for a ``get`` lookup (None: use the ordinary path)."""
+        return template_for(self._templates, self.database, lookup, select_for)
+
+    async def run_template(self, template: Template, values: list[Any]) -> Any:
+        """Run a ``get`` template with these values; the rows as ``execute`` would give them."""
+        result = await self.run_sql(template.sql, template.bind(values), write=False)
+        return shape_result(template.query, self.database, result)
 
     async def current_position(self) -> Position | None:
         """This server's replication position now (after this session's last commit)."""
