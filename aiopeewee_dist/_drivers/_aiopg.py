@@ -45,7 +45,8 @@ class AiopgDriver(PostgresDriver):
         cur = await conn.cursor()
         try:
             await cur.execute(sql, params or None)
-            rows = await cur.fetchall() if cur.description is not None else []
-            return Result(rows, cur.description, cur.rowcount, cur.lastrowid)
+            description = cur.description
+            rows = await cur.fetchall() if description is not None else []
+            return Result(rows, description, cur.rowcount, cur.lastrowid)
         finally:
             cur.close()
