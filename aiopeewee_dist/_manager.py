@@ -23,7 +23,7 @@ from ._query import is_write, is_write_sql
 from ._replication import UNKNOWN_POSITION, NodeStatus, Position
 from ._router import Router, Strategy, StrategyName
 from ._shortcuts import ModelShortcuts
-from ._templates import lookup_for
+from ._templates import insert_lookup_for, lookup_for
 from ._transaction import Transaction
 from ._url import DatabaseURL, parse_url
 
@@ -417,22 +417,37 @@ class Manager(ModelShortcuts):
     async def _get_rows(
         self, source: Any, query: tuple[Any, ...], filters: dict[str, Any], node: NodeRef
     ) -> list[Any]:
-        # A subclass that overrides execute() (instrumentation, say) must see every query.
-        lookup = lookup_for(source, query, filters) if type(self).execute is Manager.execute else None
+        lookup = lookup_for(source, query, filters, self._select_for) if self._templates_apply() else None
         if lookup is None:
             return await super()._get_rows(source, query, filters, node)
-        select_for = self._select_for
 
         async def run(target: Node) -> list[Any]:
-            template = target.template(lookup, select_for)
+            template = target.template(lookup)
             if template is None:
-                select, _ = select_for(source, query, filters)
+                select, _ = self._select_for(source, query, filters)
                 rows: list[Any] = await target.execute(select.limit(1), write=False)
             else:
-                rows = await target.run_template(template, lookup.values)
+                rows = await target.run_template(template, lookup.values, write=False)
             return rows
 
         return await self._read(run, node)
+
+    async def _insert(self, model: Any, data: dict[str, Any]) -> Any:
+        lookup = insert_lookup_for(model, data) if self._templates_apply() else None
+        if lookup is None:
+            return await super()._insert(model, data)
+
+        async def run(target: Node) -> Any:
+            template = target.template(lookup)
+            if template is None:
+                return await target.execute(model.insert(**data), write=True)
+            return await target.run_template(template, lookup.values, write=True)
+
+        return await self._write(run, None)
+
+    def _templates_apply(self) -> bool:
+        # A subclass that overrides execute() (instrumentation, say) must see every query.
+        return type(self).execute is Manager.execute
 
     async def _write(self, run: Callable[[Node], Awaitable[T]], node: NodeRef) -> T:
         target = self.router.route(write=True, node=node)

@@ -21,7 +21,7 @@ from ._pool import ConnectionPool, PooledConnection
 from ._query import compile_query, shape_result
 from ._replication import Position, parse_position, position_sql
 from ._rows import model_rows
-from ._templates import GetLookup, SelectFor, Template, template_for
+from ._templates import Lookup, Template, template_for
 from ._url import DatabaseURL
 
 __all__ = ["Node", "NodeRef", "Role"]
@@ -225,13 +225,13 @@ class Node:
         result = await self.run_sql(sql, params, write=write)
         return shape_result(query, self.database, result)
 
-    def template(self, lookup: GetLookup, select_for: SelectFor) -> Template | None:
-        """This node's compiled statement for a ``get`` lookup (None: use the ordinary path)."""
-        return template_for(self._templates, self.database, lookup, select_for)
+    def template(self, lookup: Lookup) -> Template | None:
+        """This node's compiled statement for a shortcut's lookup (None: use the ordinary path)."""
+        return template_for(self._templates, self.database, lookup)
 
-    async def run_template(self, template: Template, values: list[Any]) -> Any:
-        """Run a ``get`` template with these values; the rows as ``execute`` would give them."""
-        result = await self.run_sql(template.sql, template.bind(values), write=False)
+    async def run_template(self, template: Template, values: list[Any], *, write: bool) -> Any:
+        """Run a template with these values; what ``execute`` of its query would return."""
+        result = await self.run_sql(template.sql, template.bind(values), write=write)
         return shape_result(template.query, self.database, result)
 
     async def current_position(self) -> Position | None:

@@ -102,6 +102,10 @@ class ModelShortcuts:
         select, _ = self._select_for(source, query, filters)
         return list(await self.execute(select.limit(1), node=node))
 
+    async def _insert(self, model: Any, data: dict[str, Any]) -> Any:
+        """``model.insert(**data)`` of ``save``; what ``execute`` returns for it."""
+        return await self.execute(model.insert(**data))
+
     @staticmethod
     def _select_for(source: Any, query: tuple[Any, ...], filters: dict[str, Any]) -> tuple[Any, Any]:
         if isinstance(source, type) and issubclass(source, peewee.Model):
@@ -174,12 +178,12 @@ class ModelShortcuts:
                 raise ValueError("no data to save!")
             rows = await self.execute(type(obj).update(**field_dict).where(obj._pk_expr()))
         elif pk_field is not None:
-            pk = await self.execute(type(obj).insert(**field_dict))
+            pk = await self._insert(type(obj), field_dict)
             if pk is not None and (meta.auto_increment or pk_value is None):
                 obj._pk = pk
                 obj._dirty.discard(pk_field.name)
         else:
-            await self.execute(type(obj).insert(**field_dict))
+            await self._insert(type(obj), field_dict)
         obj._dirty -= set(field_dict)
         return int(rows)
 

@@ -1,22 +1,26 @@
-"""Compiled statements for the ``get`` shortcuts, so the hot path builds and compiles no query.
+"""Compiled statements for the hottest shortcuts, so they build and compile no Peewee query.
 
-``manager.get(Model, Model.field == value)``, ``get(Model, field=value)``, ``get_or_none``
-and ``get_by_id`` with equality filters on the model's own fields are the commonest
-queries of an application. Building ``Model.select().where(...).limit(1)`` and compiling
-it with Peewee costs more than the round trip to the server. Here the same select is
-built and compiled once per node and *shape* (model, which fields, which form) with a
-placeholder object for each value; later calls only convert their values with the
-field's ``db_value`` (what Peewee's compiler does) and put them in place.
+``manager.get(Model, Model.field == value)``, ``get(Model, field=value)``, ``get_or_none``,
+``get_by_id`` and the ``INSERT`` of ``create``/``save`` are the commonest statements of an
+application, and building plus compiling them with Peewee costs more than the round trip
+to the server. Here the very same query is built and compiled once per node and *shape*
+(model, which fields, which form) with a placeholder node where each value goes; later
+calls only convert their values with the field's ``db_value`` (what Peewee's compiler
+does) and put them in place.
 
 A template is only used when it is certain to give Peewee's SQL and parameters:
 
-- the model's ``select()`` is Peewee's own (an override may add default filters);
-- each filter is ``field == value`` (or ``field=value``) on a field of the model itself,
-  and the value is a plain parameter: not None (that is ``IS NULL``), not a list, a
-  query or an expression (those change the SQL), and not converted into one;
+- the model's ``select()`` / ``insert()`` is Peewee's own (an override may add default
+  filters or data);
+- gets: each filter is ``field == value`` (or ``field=value``) on a field of the model
+  itself, and the value is a plain parameter: not None (that is ``IS NULL``), not a list,
+  a query, an expression or a model instance, and not converted into one;
+- inserts: every value is a plain parameter and every field with a default is given
+  (Peewee computes missing defaults, callables included, while compiling);
 - the model's table, table name, schema and field list are the very objects the template
   was compiled with (``set_table_name``, ``add_field``, ... make Peewee build new ones);
-- SQL is compiled per node, by that node's database, so dialects never share one.
+- SQL is compiled per node, by that node's database, so dialects never share one (the
+  insert's ``RETURNING`` is decided per dialect, as for every insert).
 
 Anything else takes the ordinary path. Changing a field object in place (its
 ``column_name``, say) after a template was made is not detected.
@@ -31,12 +35,21 @@ import peewee
 
 from ._query import compile_query
 
-__all__ = ["GetLookup", "Template", "lookup_for", "template_for"]
+__all__ = [
+    "GetLookup",
+    "InsertLookup",
+    "Lookup",
+    "Template",
+    "insert_lookup_for",
+    "lookup_for",
+    "template_for",
+]
 
 # peewee's type stubs leave out the query internals used here.
 _pw: Any = peewee
 
 _MODEL_SELECT = _pw.Model.select.__func__
+_MODEL_INSERT = _pw.Model.insert.__func__
 _EXPRESSION = _pw.Expression
 _EQ = _pw.OP.EQ
 _NODE = _pw.Node
@@ -48,18 +61,56 @@ _MAX_TEMPLATES = 1024
 SelectFor = Callable[[Any, tuple[Any, ...], dict[str, Any]], tuple[Any, Any]]
 
 
-class GetLookup:
-    """One ``get``: its model, the shape of its filters and their converted values."""
+class Lookup:
+    """One call of a templated shortcut: its model, its shape and its converted values."""
 
     __slots__ = ("key", "model", "shape", "values")
 
     def __init__(self, model: Any, shape: tuple[Any, ...], values: list[Any]) -> None:
         self.model = model
-        # (field, flat) for an expression, a field name for a keyword filter.
         self.shape = shape
         self.values = values
         # ids are safe in the key: a template keeps its shape's fields alive.
-        self.key = (model, tuple((id(s[0]), s[1]) if type(s) is tuple else s for s in shape))
+        self.key: tuple[Any, ...] = (
+            type(self),
+            model,
+            tuple((id(s[0]), s[1]) if type(s) is tuple else s for s in shape),
+        )
+
+    def query(self, markers: list[Any]) -> Any:
+        """The shortcut's Peewee query with ``markers`` in place of the values."""
+        raise NotImplementedError
+
+
+class GetLookup(Lookup):
+    """``get(model, *expressions, **filters)``: shape items are (field, flat) or a field name."""
+
+    __slots__ = ("select_for",)
+
+    def __init__(self, model: Any, shape: tuple[Any, ...], values: list[Any], select_for: SelectFor) -> None:
+        super().__init__(model, shape, values)
+        self.select_for = select_for
+
+    def query(self, markers: list[Any]) -> Any:
+        exprs: list[Any] = []
+        filters: dict[str, Any] = {}
+        for item, marker in zip(self.shape, markers, strict=True):
+            if type(item) is tuple:
+                field, flat = item
+                exprs.append(_EXPRESSION(field, _EQ, marker, flat=flat))
+            else:
+                filters[item] = marker
+        select, _ = self.select_for(self.model, tuple(exprs), filters)
+        return select.limit(1)
+
+
+class InsertLookup(Lookup):
+    """``model.insert(**data)`` of one row: shape items are the field names, in data order."""
+
+    __slots__ = ()
+
+    def query(self, markers: list[Any]) -> Any:
+        return self.model.insert(**dict(zip(self.shape, markers, strict=True)))
 
 
 class Template:
@@ -90,8 +141,13 @@ class Template:
         return tuple(params)
 
 
-def lookup_for(source: Any, query: tuple[Any, ...], filters: Mapping[str, Any]) -> GetLookup | None:
-    """The lookup of ``get(source, *query, **filters)``, or None if no template may serve it."""
+def lookup_for(
+    source: Any, query: tuple[Any, ...], filters: Mapping[str, Any], select_for: SelectFor
+) -> GetLookup | None:
+    """The lookup of ``get(source, *query, **filters)``, or None if no template may serve it.
+
+    ``select_for`` builds the select as the ordinary path does (``ModelShortcuts._select_for``).
+    """
     if not isinstance(source, type) or not issubclass(source, peewee.Model):
         return None
     model: Any = source
@@ -121,7 +177,29 @@ def lookup_for(source: Any, query: tuple[Any, ...], filters: Mapping[str, Any]) 
             return None
         shape.append(name)
         values.append(value)
-    return GetLookup(model, tuple(shape), values)
+    return GetLookup(model, tuple(shape), values, select_for)
+
+
+def insert_lookup_for(model: Any, data: Mapping[str, Any]) -> InsertLookup | None:
+    """The lookup of ``model.insert(**data)`` (field names), or None if no template may serve it."""
+    if getattr(model.insert, "__func__", None) is not _MODEL_INSERT:
+        return None
+    meta = model._meta
+    fields = meta.fields
+    for field in meta.defaults:
+        if field.name not in data:
+            return None
+    values: list[Any] = []
+    for name, value in data.items():
+        field = fields.get(name)
+        if field is None or isinstance(value, _NODE):
+            return None
+        # Peewee binds insert values with the column's db_value, whatever they are.
+        value = field.db_value(value)
+        if isinstance(value, _NODE) or _is_model(value):
+            return None
+        values.append(value)
+    return InsertLookup(model, tuple(data), values)
 
 
 _UNUSABLE = object()
@@ -165,15 +243,13 @@ class _Marker(peewee.Node):
         return ctx.value(self.slot, converter=False)
 
 
-def template_for(
-    cache: dict[Any, Template], database: Any, lookup: GetLookup, select_for: SelectFor
-) -> Template | None:
+def template_for(cache: dict[Any, Template], database: Any, lookup: Lookup) -> Template | None:
     """The node's template for ``lookup`` (made on first use), or None if the shape has none."""
     fingerprint = _fingerprint(lookup.model)
     template = cache.get(lookup.key)
     if template is not None and _same(template.fingerprint, fingerprint):
         return template
-    template = _compile(database, lookup, select_for, fingerprint)
+    template = _compile(database, lookup, fingerprint)
     if template is None:
         return None
     if len(cache) >= _MAX_TEMPLATES:
@@ -182,22 +258,9 @@ def template_for(
     return template
 
 
-def _compile(
-    database: Any, lookup: GetLookup, select_for: SelectFor, fingerprint: tuple[Any, ...]
-) -> Template | None:
-    markers: list[_Marker] = []
-    exprs: list[Any] = []
-    filters: dict[str, Any] = {}
-    for item in lookup.shape:
-        marker = _Marker()
-        markers.append(marker)
-        if type(item) is tuple:
-            field, flat = item
-            exprs.append(_EXPRESSION(field, _EQ, marker, flat=flat))
-        else:
-            filters[item] = marker
-    select, _ = select_for(lookup.model, tuple(exprs), filters)
-    query, sql, params = compile_query(select.limit(1), database)
+def _compile(database: Any, lookup: Lookup, fingerprint: tuple[Any, ...]) -> Template | None:
+    markers = [_Marker() for _ in lookup.shape]
+    query, sql, params = compile_query(lookup.query(markers), database)
     positions = []
     for marker in markers:
         found = [i for i, param in enumerate(params) if param is marker.slot]

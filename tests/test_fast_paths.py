@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +23,17 @@ from aiopeewee_dist import Manager
 from aiopeewee_dist._query import compile_query
 from aiopeewee_dist._rows import model_rows
 from aiopeewee_dist._shortcuts import ModelShortcuts
-from aiopeewee_dist._templates import lookup_for
+from aiopeewee_dist._templates import insert_lookup_for, lookup_for
+
+
+class Owner(peewee.Model):
+    """Gadget's foreign key target. Not conftest's Author: Peewee registers a backref on the
+    target model, and delete_instance(recursive=True) of an Author would then visit Gadget."""
+
+    name = peewee.CharField(max_length=32)
+
+    class Meta:
+        table_name = "t_owner"
 
 
 class Gadget(peewee.Model):
@@ -35,7 +46,7 @@ class Gadget(peewee.Model):
     price = peewee.DecimalField(max_digits=8, decimal_places=2, null=True)
     made = peewee.DateTimeField(null=True)
     note = peewee.TextField(null=True)
-    owner = peewee.ForeignKeyField(Author, null=True, on_delete="SET NULL")
+    owner = peewee.ForeignKeyField(Owner, null=True, on_delete="SET NULL")
 
     class Meta:
         table_name = "t_gadget"
@@ -68,6 +79,30 @@ class Greeted(peewee.Model):
         self.greeting = f"hello {self.name}"
 
 
+class Keyed(peewee.Model):
+    """A primary key the application chooses, and a callable default."""
+
+    code = peewee.CharField(max_length=16, primary_key=True)
+    made = peewee.DateTimeField(default=lambda: datetime.datetime(2024, 1, 2, 3, 4, 5))
+
+    class Meta:
+        table_name = "t_keyed"
+
+
+class Stamped(peewee.Model):
+    """insert() overridden to add data, the way applications stamp rows."""
+
+    name = peewee.CharField(max_length=32)
+    by = peewee.CharField(max_length=32, null=True)
+
+    class Meta:
+        table_name = "t_stamped"
+
+    @classmethod
+    def insert(cls, __data: Any = None, **insert: Any) -> Any:
+        return super().insert(__data, **{**insert, "by": "system"})
+
+
 class Moving(peewee.Model):
     """Its table is renamed during a test."""
 
@@ -77,7 +112,7 @@ class Moving(peewee.Model):
         table_name = "t_moving_a"
 
 
-EXTRA = [Gadget, Visible, Greeted]
+EXTRA = [Owner, Gadget, Visible, Greeted, Keyed, Stamped]
 ALL = [*MODELS, *EXTRA]
 
 
@@ -88,8 +123,16 @@ async def m(manager: Manager, topology: Topology) -> AsyncIterator[Manager]:
     ada = await manager.create(Author, name="ada", age=36)
     await manager.create(Author, name="bob", age=20)
     await manager.create(Book, author=ada, title="notes", pages=7)
+    owner = await manager.create(Owner, name="olga")
     await manager.create(
-        Gadget, name="full", size=3, ratio=0.5, price="12.50", made="2024-05-06 07:08:09", note="n", owner=ada
+        Gadget,
+        name="full",
+        size=3,
+        ratio=0.5,
+        price="12.50",
+        made="2024-05-06 07:08:09",
+        note="n",
+        owner=owner,
     )
     await manager.create(Gadget, name="empty", active=False)
     await manager.create(Visible, name="shown")
@@ -106,6 +149,10 @@ def state(obj: Any) -> list[Any]:
         (type(obj), key, list(value.items()) if isinstance(value, dict) else value)
         for key, value in vars(obj).items()
     ]
+
+
+def get_lookup(source: Any, query: tuple[Any, ...], filters: dict[str, Any]) -> Any:
+    return lookup_for(source, query, filters, ModelShortcuts._select_for)
 
 
 def peewee_sql(manager: Manager, node: Any, source: Any, query: Any, filters: Any) -> tuple[str, Any]:
@@ -133,10 +180,10 @@ def shapes(ada_id: int) -> list[tuple[Any, tuple[Any, ...], dict[str, Any]]]:
 async def test_templates_compile_to_peewees_sql_on_every_node(m: Manager) -> None:
     ada = await m.get(Author, name="ada")
     for source, query, filters in shapes(ada.id):
-        lookup = lookup_for(source, query, filters)
+        lookup = get_lookup(source, query, filters)
         assert lookup is not None, (source, query, filters)
         for node in m.nodes:
-            template = node.template(lookup, ModelShortcuts._select_for)
+            template = node.template(lookup)
             assert template is not None
             assert (template.sql, template.bind(lookup.values)) == peewee_sql(m, node, source, query, filters)
 
@@ -174,10 +221,10 @@ async def test_templates_follow_a_table_rename(m: Manager, topology: Topology) -
         meta.set_table_name("t_moving_b")
         assert (await m.get(Moving, name="in b")).name == "in b"
         assert await m.get_or_none(Moving, name="in a") is None
-        lookup = lookup_for(Moving, (), {"name": "x"})
+        lookup = get_lookup(Moving, (), {"name": "x"})
         assert lookup is not None
         for node in m.nodes:
-            template = node.template(lookup, ModelShortcuts._select_for)
+            template = node.template(lookup)
             assert template is not None and '"t_moving_b"' in template.sql.replace("`", '"')
     finally:
         for name in ("t_moving_b", "t_moving_a"):
@@ -186,8 +233,8 @@ async def test_templates_follow_a_table_rename(m: Manager, topology: Topology) -
 
 
 async def test_an_overridden_select_is_never_templated(m: Manager) -> None:
-    assert lookup_for(Visible, (), {"name": "gone"}) is None
-    assert lookup_for(Visible, (Visible.name == "gone",), {}) is None
+    assert get_lookup(Visible, (), {"name": "gone"}) is None
+    assert get_lookup(Visible, (Visible.name == "gone",), {}) is None
     assert await m.get_or_none(Visible, name="gone") is None
     assert await m.get_or_none(Visible, Visible.name == "gone") is None
     assert (await m.get(Visible, name="shown")).name == "shown"
@@ -195,14 +242,14 @@ async def test_an_overridden_select_is_never_templated(m: Manager) -> None:
 
 async def test_values_that_change_the_sql_take_the_ordinary_path(m: Manager) -> None:
     ada = await m.get(Author, name="ada")
-    assert lookup_for(Gadget, (Gadget.size == None,), {}) is None  # noqa: E711 (IS NULL)
-    assert lookup_for(Gadget, (), {"size": None}) is None
-    assert lookup_for(Author, (Author.id == [ada.id],), {}) is None
-    assert lookup_for(Author, (Author.age == Author.age,), {}) is None
-    assert lookup_for(Book, (), {"author": ada}) is None  # a model instance
-    assert lookup_for(Book, (), {"author__name": "ada"}) is None  # a join
-    assert lookup_for(Author, (Author.age > 1,), {}) is None
-    assert lookup_for(Author.select(), (), {"name": "ada"}) is None
+    assert get_lookup(Gadget, (Gadget.size == None,), {}) is None  # noqa: E711 (IS NULL)
+    assert get_lookup(Gadget, (), {"size": None}) is None
+    assert get_lookup(Author, (Author.id == [ada.id],), {}) is None
+    assert get_lookup(Author, (Author.age == Author.age,), {}) is None
+    assert get_lookup(Book, (), {"author": ada}) is None  # a model instance
+    assert get_lookup(Book, (), {"author__name": "ada"}) is None  # a join
+    assert get_lookup(Author, (Author.age > 1,), {}) is None
+    assert get_lookup(Author.select(), (), {"name": "ada"}) is None
     assert (await m.get(Gadget, Gadget.size == None)).name == "empty"  # noqa: E711
     assert (await m.get(Gadget, size=None)).name == "empty"
     assert (await m.get(Book, author=ada)).title == "notes"
@@ -232,6 +279,87 @@ async def test_a_manager_subclass_that_overrides_execute_sees_gets(topology: Top
     finally:
         await counting.drop_tables(MODELS)
         await counting.close()
+
+
+# -- insert templates --------------------------------------------------------------------------
+
+
+def insert_data(model: Any, **data: Any) -> dict[str, Any]:
+    """The field data ``save(force_insert=True)`` inserts for a new instance."""
+    obj = model(**data)
+    field_dict = dict(obj.__data__)
+    if model._meta.auto_increment:
+        field_dict.pop(model._meta.primary_key.name, None)
+    return field_dict
+
+
+async def test_insert_templates_compile_to_peewees_sql_on_every_node(m: Manager) -> None:
+    ada = await m.get(Author, name="ada")
+    olga = await m.get(Owner, name="olga")
+    rows: list[tuple[Any, dict[str, Any]]] = [
+        (Author, insert_data(Author, name="cy", age=5)),
+        (Book, insert_data(Book, author=ada, title="t")),
+        (
+            Gadget,
+            insert_data(Gadget, name="g", price="1.25", made=datetime.datetime(2024, 1, 1), owner=olga.id),
+        ),
+        (Keyed, insert_data(Keyed, code="k1")),
+    ]
+    for model, data in rows:
+        lookup = insert_lookup_for(model, data)
+        assert lookup is not None, data
+        for node in m.nodes:
+            template = node.template(lookup)
+            assert template is not None
+            _, sql, params = compile_query(model.insert(**data), node.database)
+            assert (template.sql, template.bind(lookup.values)) == (sql, params)
+
+
+async def test_create_through_templates_equals_the_ordinary_path(m: Manager, topology: Topology) -> None:
+    olga = await m.get(Owner, name="olga")
+    cases: list[tuple[Any, dict[str, Any], dict[str, Any]]] = [
+        (Author, {"name": "fast", "age": 5}, {"name": "plain", "age": 5}),
+        (
+            Gadget,
+            {"name": "g", "price": "1.25", "owner": olga},
+            {"name": "g", "price": "1.25", "owner": olga},
+        ),
+        (Keyed, {"code": "fast"}, {"code": "plain"}),
+    ]
+    for model, fast_data, plain_data in cases:
+        pk = model._meta.primary_key.name
+        fast = await m.create(model, **fast_data)  # a template after the first call
+        unique = {"code": "again"} if model is Keyed else {"name": "again"}
+        again = await m.create(model, **{**fast_data, **unique})
+        plain_key = await m.execute(model.insert(**insert_data(model, **plain_data)))
+        if model._meta.auto_increment:
+            assert isinstance(getattr(fast, pk), int) and isinstance(plain_key, int)
+        else:  # the key the application gave (SQLite's insert answers with its rowid)
+            plain_key = plain_data[pk]
+        assert not fast._dirty
+        assert getattr(again, pk) != getattr(fast, pk)
+        await topology.wait_replicated()
+        stored_fast = await m.get_by_id(model, getattr(fast, pk))
+        stored_plain = await m.get_by_id(model, plain_key)
+        differ = {pk, "name", "code"}
+        assert {k: v for k, v in stored_fast.__data__.items() if k not in differ} == {
+            k: v for k, v in stored_plain.__data__.items() if k not in differ
+        }
+    assert (await m.get(Keyed, code="fast")).made == datetime.datetime(2024, 1, 2, 3, 4, 5)
+
+
+async def test_inserts_that_peewee_must_compile_take_the_ordinary_path(
+    m: Manager, topology: Topology
+) -> None:
+    assert insert_lookup_for(Author, {"name": "x"}) is None  # age's default is Peewee's to add
+    assert insert_lookup_for(Keyed, {"code": "x"}) is None  # a callable default
+    assert insert_lookup_for(Author, {"name": "x", "age": Author.age + 1}) is None
+    assert insert_lookup_for(Author, {"name": peewee.fn.LOWER("X"), "age": 1}) is None
+    assert insert_lookup_for(Stamped, {"name": "x", "by": None}) is None
+    assert insert_lookup_for(Author, {"nickname": "x", "age": 1}) is None
+    stamped = await m.create(Stamped, name="s")
+    await topology.wait_replicated()
+    assert (await m.get_by_id(Stamped, stamped.id)).by == "system"
 
 
 # -- model rows --------------------------------------------------------------------------------
