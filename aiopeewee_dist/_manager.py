@@ -371,13 +371,15 @@ class Manager(ModelShortcuts):
             resolve,
             isolation=isolation,
             read_only=read_only,
-            on_commit=self._after_commit,
+            # Without read-your-writes a commit records nothing: no callback to await.
+            on_commit=self._after_commit if self.consistency_policy.mode is not None else None,
             read_only_context=lambda: router.in_read_only,
         )
 
     async def _after_commit(self, node: Node) -> None:
         if node.role == "primary":
-            self.consistency_policy.record_write(await self._position_after_write(node))
+            policy = self.consistency_policy
+            policy.record_write(await self._position_after_write(node) if policy.tracks_positions else None)
 
     async def _position_after_write(self, node: Node) -> Position | None:
         """Causal mode: the primary's position after this session's write (None otherwise).
