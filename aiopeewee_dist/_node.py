@@ -21,6 +21,7 @@ from ._pool import ConnectionPool, PooledConnection
 from ._query import compile_query, shape_result
 from ._replication import Position, parse_position, position_sql
 from ._rows import model_rows
+from ._shapes import shape_of, statement_for
 from ._templates import Lookup, Template, template_for
 from ._url import DatabaseURL
 
@@ -77,6 +78,8 @@ class Node:
         self.database = dialect_for(self)
         # Compiled get() statements in this node's dialect (see _templates).
         self._templates: dict[Any, Template] = {}
+        # Compiled execute() statements by query shape (see _shapes).
+        self._statements: dict[Any, Template] = {}
         self.closed = False
         self.health = NodeHealth()
         self._counters: Counter[str] = Counter()
@@ -221,7 +224,12 @@ class Node:
 
     async def execute(self, query: Any, *, write: bool = True) -> Any:
         """Run a Peewee query here and return what synchronous Peewee would."""
-        query, sql, params = compile_query(query, self.database)
+        shape = shape_of(query)
+        template = None if shape is None else statement_for(self._statements, self.database, query, shape)
+        if shape is not None and template is not None:
+            sql, params = template.sql, template.bind(shape.values)
+        else:
+            query, sql, params = compile_query(query, self.database)
         result = await self.run_sql(sql, params, write=write)
         return shape_result(query, self.database, result)
 

@@ -40,8 +40,11 @@ __all__ = [
     "InsertLookup",
     "Lookup",
     "Template",
+    "fingerprint",
     "insert_lookup_for",
     "lookup_for",
+    "new_marker",
+    "same_objects",
     "template_for",
 ]
 
@@ -216,12 +219,12 @@ def _converted(field: Any, value: Any) -> Any:
     return value
 
 
-def _fingerprint(model: Any) -> tuple[Any, ...]:
+def fingerprint(model: Any) -> tuple[Any, ...]:
     meta = model._meta
     return (meta.table, meta.table_name, meta.schema, meta.sorted_fields)
 
 
-def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+def same_objects(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     # Identity, not equality: peewee nodes overload ==.
     return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
@@ -243,13 +246,18 @@ class _Marker(peewee.Node):
         return ctx.value(self.slot, converter=False)
 
 
+def new_marker() -> Any:
+    """A placeholder node; its ``slot`` is what it leaves in the compiled params."""
+    return _Marker()
+
+
 def template_for(cache: dict[Any, Template], database: Any, lookup: Lookup) -> Template | None:
     """The node's template for ``lookup`` (made on first use), or None if the shape has none."""
-    fingerprint = _fingerprint(lookup.model)
+    fingerprint_now = fingerprint(lookup.model)
     template = cache.get(lookup.key)
-    if template is not None and _same(template.fingerprint, fingerprint):
+    if template is not None and same_objects(template.fingerprint, fingerprint_now):
         return template
-    template = _compile(database, lookup, fingerprint)
+    template = _compile(database, lookup, fingerprint_now)
     if template is None:
         return None
     if len(cache) >= _MAX_TEMPLATES:
