@@ -180,9 +180,9 @@ def extras(result: dict[str, Any]) -> list[str]:
 COMMENTARY = [
     "- `get`/`get_or_none`/`get_by_id` with equality filters and the `INSERT` of `create`/`save` "
     "run from per-node compiled templates (`aiopeewee_dist/_templates.py`): no Peewee query is "
-    "built or compiled on the hot path. Other queries given to `execute()` (the `select100` and "
-    "`update` workloads here) are compiled by Peewee on every call; that compile is now the "
-    "largest cost of ours in those workloads.",
+    "built or compiled on the hot path. Simple selects and updates given to `execute()` (the "
+    "`select100` and `update` workloads here) are compiled once per query shape and node "
+    "(`aiopeewee_dist/_shapes.py`); other queries are compiled by Peewee on every call.",
     "- Plain `Model.select()` rows become model instances through a cached per-shape builder "
     "(`aiopeewee_dist/_rows.py`) instead of Peewee's per-row `Model(**kwargs)`; results are "
     "identical (tests/test_fast_paths.py).",
