@@ -188,9 +188,11 @@ COMMENTARY = [
     "identical (tests/test_fast_paths.py).",
     "- The raw `psycopg` baseline binds parameters on the server and prepares statements after "
     "5 executions; aiopeewee_dist keeps client-side binding and no prepared statements, which is "
-    "what stays correct behind PgBouncer in transaction mode (compare `psycopg_client`). With "
-    "the client and the three PostgreSQL servers sharing 2 cores, the server's parse/plan time "
-    "is part of every ratio.",
+    "what stays correct behind PgBouncer in transaction mode (PgBouncer before 1.21 cannot carry "
+    "named prepared statements). Compare `psycopg_client`, raw psycopg with those settings: at "
+    "concurrency 1 most of the remaining gap to `psycopg` is its prepared statements (server-side "
+    "binding alone does not pay; client-side cursors never prepare). With the client and the three "
+    "PostgreSQL servers sharing 2 cores, the server's parse/plan time is part of every ratio.",
     "- Concurrency 16/64 ratios mostly measure how the event loop, the driver and the server share "
     "2 cores; `python -m benchmarks.profile_get --workload W` shows one task's path.",
 ]
