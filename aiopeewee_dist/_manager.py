@@ -23,6 +23,7 @@ from ._query import is_write, is_write_sql
 from ._replication import UNKNOWN_POSITION, NodeStatus, Position
 from ._router import Router, Strategy, StrategyName
 from ._shortcuts import ModelShortcuts
+from ._templates import insert_lookup_for, lookup_for
 from ._transaction import Transaction
 from ._url import DatabaseURL, parse_url
 
@@ -370,13 +371,15 @@ class Manager(ModelShortcuts):
             resolve,
             isolation=isolation,
             read_only=read_only,
-            on_commit=self._after_commit,
+            # Without read-your-writes a commit records nothing: no callback to await.
+            on_commit=self._after_commit if self.consistency_policy.mode is not None else None,
             read_only_context=lambda: router.in_read_only,
         )
 
     async def _after_commit(self, node: Node) -> None:
         if node.role == "primary":
-            self.consistency_policy.record_write(await self._position_after_write(node))
+            policy = self.consistency_policy
+            policy.record_write(await self._position_after_write(node) if policy.tracks_positions else None)
 
     async def _position_after_write(self, node: Node) -> Position | None:
         """Causal mode: the primary's position after this session's write (None otherwise).
@@ -412,6 +415,41 @@ class Manager(ModelShortcuts):
         if is_write(query):
             return await self._write(lambda target: target.execute(query, write=True), node)
         return await self._read(lambda target: target.execute(query, write=False), node)
+
+    async def _get_rows(
+        self, source: Any, query: tuple[Any, ...], filters: dict[str, Any], node: NodeRef
+    ) -> list[Any]:
+        lookup = lookup_for(source, query, filters, self._select_for) if self._templates_apply() else None
+        if lookup is None:
+            return await super()._get_rows(source, query, filters, node)
+
+        async def run(target: Node) -> list[Any]:
+            template = target.template(lookup)
+            if template is None:
+                select, _ = self._select_for(source, query, filters)
+                rows: list[Any] = await target.execute(select.limit(1), write=False)
+            else:
+                rows = await target.run_template(template, lookup.values, write=False)
+            return rows
+
+        return await self._read(run, node)
+
+    async def _insert(self, model: Any, data: dict[str, Any]) -> Any:
+        lookup = insert_lookup_for(model, data) if self._templates_apply() else None
+        if lookup is None:
+            return await super()._insert(model, data)
+
+        async def run(target: Node) -> Any:
+            template = target.template(lookup)
+            if template is None:
+                return await target.execute(model.insert(**data), write=True)
+            return await target.run_template(template, lookup.values, write=True)
+
+        return await self._write(run, None)
+
+    def _templates_apply(self) -> bool:
+        # A subclass that overrides execute() (instrumentation, say) must see every query.
+        return type(self).execute is Manager.execute
 
     async def _write(self, run: Callable[[Node], Awaitable[T]], node: NodeRef) -> T:
         target = self.router.route(write=True, node=node)

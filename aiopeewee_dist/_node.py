@@ -21,6 +21,9 @@ from ._options import PoolOptions
 from ._pool import ConnectionPool, PooledConnection
 from ._query import compile_query, shape_result
 from ._replication import Position, parse_position, position_sql
+from ._rows import model_rows
+from ._shapes import shape_of, statement_for
+from ._templates import Lookup, Template, template_for
 from ._url import DatabaseURL
 
 __all__ = ["Node", "NodeRef", "Role"]
@@ -74,6 +77,10 @@ class Node:
             name=name, driver=self.driver, url=url, options=options, read_only=role == "replica"
         )
         self.database = dialect_for(self)
+        # Compiled get() statements in this node's dialect (see _templates).
+        self._templates: dict[Any, Template] = {}
+        # Compiled execute() statements by query shape (see _shapes).
+        self._statements: dict[Any, Template] = {}
         self.closed = False
         self.health = NodeHealth()
         self._counters: Counter[str] = Counter()
@@ -221,9 +228,23 @@ class Node:
 
     async def execute(self, query: Any, *, write: bool = True) -> Any:
         """Run a Peewee query here and return what synchronous Peewee would."""
-        query, sql, params = compile_query(query, self.database)
+        shape = shape_of(query)
+        template = None if shape is None else statement_for(self._statements, self.database, query, shape)
+        if shape is not None and template is not None:
+            sql, params = template.sql, template.bind(shape.values)
+        else:
+            query, sql, params = compile_query(query, self.database)
         result = await self.run_sql(sql, params, write=write)
         return shape_result(query, self.database, result)
+
+    def template(self, lookup: Lookup) -> Template | None:
+        """This node's compiled statement for a shortcut's lookup (None: use the ordinary path)."""
+        return template_for(self._templates, self.database, lookup)
+
+    async def run_template(self, template: Template, values: list[Any], *, write: bool) -> Any:
+        """Run a template with these values; what ``execute`` of its query would return."""
+        result = await self.run_sql(template.sql, template.bind(values), write=write)
+        return shape_result(template.query, self.database, result)
 
     async def current_position(self) -> Position | None:
         """This server's replication position now (after this session's last commit)."""
@@ -257,7 +278,8 @@ class Node:
             with _exception_wrapper:
                 async with aclosing(self.driver.stream(conn, sql, params, chunk_size)) as chunks:
                     async for chunk in chunks:
-                        for row in query._get_cursor_wrapper(chunk):
+                        rows = model_rows(query, chunk)
+                        for row in rows if rows is not None else query._get_cursor_wrapper(chunk):
                             yield row
         except Exception:
             self._counters[self.ERRORS] += 1

@@ -15,6 +15,7 @@ from typing import Any
 import peewee
 
 from ._drivers import Result
+from ._rows import model_rows
 
 # peewee's type stubs leave out the query internals this module works with.
 _pw: Any = peewee
@@ -99,5 +100,6 @@ def shape_result(query: Any, database: Any, result: Result) -> Any:
             return list(query._get_cursor_wrapper(result))
         return result.rowcount
     if isinstance(query, (_pw.SelectBase, _pw.RawQuery, _pw.ModelRaw)):
-        return list(query._get_cursor_wrapper(result))
+        built = model_rows(query, result)
+        return built if built is not None else list(query._get_cursor_wrapper(result))
     return result.rows if result.description is not None else result.rowcount

@@ -76,10 +76,10 @@ class ModelShortcuts:
 
         ``source`` is a model class or a select query.
         """
-        select, model = self._select_for(source, query, filters)
-        rows = await self.execute(select.limit(1), node=node)
+        rows = await self._get_rows(source, query, filters, node)
         if rows:
             return rows[0]
+        select, model = self._select_for(source, query, filters)
         sql, params = self.router.primary.database.get_sql_context().sql(select).query()
         raise model.DoesNotExist(
             f"{model.__name__} instance matching query does not exist:\nSQL: {sql}\nParams: {params}"
@@ -88,13 +88,23 @@ class ModelShortcuts:
     async def get_or_none(
         self, source: type[M] | Any, *query: Any, node: NodeRef = None, **filters: Any
     ) -> Any:
-        select, _ = self._select_for(source, query, filters)
-        rows = await self.execute(select.limit(1), node=node)
+        rows = await self._get_rows(source, query, filters, node)
         return rows[0] if rows else None
 
     async def get_by_id(self, model: type[M], pk: Any, *, node: NodeRef = None) -> M:
         result: M = await self.get(model, model._meta.primary_key == pk, node=node)
         return result
+
+    async def _get_rows(
+        self, source: Any, query: tuple[Any, ...], filters: dict[str, Any], node: NodeRef
+    ) -> list[Any]:
+        """The rows of ``get``'s ``SELECT ... LIMIT 1``."""
+        select, _ = self._select_for(source, query, filters)
+        return list(await self.execute(select.limit(1), node=node))
+
+    async def _insert(self, model: Any, data: dict[str, Any]) -> Any:
+        """``model.insert(**data)`` of ``save``; what ``execute`` returns for it."""
+        return await self.execute(model.insert(**data))
 
     @staticmethod
     def _select_for(source: Any, query: tuple[Any, ...], filters: dict[str, Any]) -> tuple[Any, Any]:
@@ -168,12 +178,12 @@ class ModelShortcuts:
                 raise ValueError("no data to save!")
             rows = await self.execute(type(obj).update(**field_dict).where(obj._pk_expr()))
         elif pk_field is not None:
-            pk = await self.execute(type(obj).insert(**field_dict))
+            pk = await self._insert(type(obj), field_dict)
             if pk is not None and (meta.auto_increment or pk_value is None):
                 obj._pk = pk
                 obj._dirty.discard(pk_field.name)
         else:
-            await self.execute(type(obj).insert(**field_dict))
+            await self._insert(type(obj), field_dict)
         obj._dirty -= set(field_dict)
         return int(rows)
 

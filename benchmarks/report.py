@@ -176,6 +176,28 @@ def extras(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+# Static: how the library's per-query path is built, so the tables can be read against it.
+COMMENTARY = [
+    "- `get`/`get_or_none`/`get_by_id` with equality filters and the `INSERT` of `create`/`save` "
+    "run from per-node compiled templates (`aiopeewee_dist/_templates.py`): no Peewee query is "
+    "built or compiled on the hot path. Simple selects and updates given to `execute()` (the "
+    "`select100` and `update` workloads here) are compiled once per query shape and node "
+    "(`aiopeewee_dist/_shapes.py`); other queries are compiled by Peewee on every call.",
+    "- Plain `Model.select()` rows become model instances through a cached per-shape builder "
+    "(`aiopeewee_dist/_rows.py`) instead of Peewee's per-row `Model(**kwargs)`; results are "
+    "identical (tests/test_fast_paths.py).",
+    "- The raw `psycopg` baseline binds parameters on the server and prepares statements after "
+    "5 executions; aiopeewee_dist keeps client-side binding and no prepared statements, which is "
+    "what stays correct behind PgBouncer in transaction mode (PgBouncer before 1.21 cannot carry "
+    "named prepared statements). Compare `psycopg_client`, raw psycopg with those settings: at "
+    "concurrency 1 most of the remaining gap to `psycopg` is its prepared statements (server-side "
+    "binding alone does not pay; client-side cursors never prepare). With the client and the three "
+    "PostgreSQL servers sharing 2 cores, the server's parse/plan time is part of every ratio.",
+    "- Concurrency 16/64 ratios mostly measure how the event loop, the driver and the server share "
+    "2 cores; `python -m benchmarks.profile_get --workload W` shows one task's path.",
+]
+
+
 def write(result: dict[str, Any], md_path: Path, png_path: Path) -> None:
     has_chart = chart(result, png_path)
     m = result["machine"]
@@ -208,6 +230,7 @@ def write(result: dict[str, Any], md_path: Path, png_path: Path) -> None:
     for name, reason in result["skipped"].items():
         lines.append(f"- `{name}`: **skipped** ({reason})")
     lines += ["", "## Targets", "", *targets(result), ""]
+    lines += ["## Where aiopeewee_dist spends a query", "", *COMMENTARY, ""]
     lines += ["## ops/s (median)", "", *table(result, ratio=False), ""]
     lines += [f"## Ratio to raw psycopg 3 (`{BASELINE}` = 1.00)", "", *table(result, ratio=True), ""]
     if has_chart:

@@ -69,7 +69,8 @@ class AiopgDriver(PostgresDriver):
                 # psycopg2 refuses some values itself, before sending anything (a NUL in a
                 # string): the same refusal as the server's, so the same DataError.
                 raise psycopg2.DataError(str(exc)) from exc
-            rows = await cur.fetchall() if cur.description is not None else []
-            return Result(rows, cur.description, cur.rowcount, cur.lastrowid)
+            description = cur.description
+            rows = await cur.fetchall() if description is not None else []
+            return Result(rows, description, cur.rowcount, cur.lastrowid)
         finally:
             cur.close()

@@ -46,5 +46,7 @@ class PsycopgDriver(PostgresDriver):
     async def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> Result:
         async with conn.cursor() as cur:
             await cur.execute(sql, params or None)
-            rows = await cur.fetchall() if cur.description is not None else []
-            return Result(rows, cur.description, cur.rowcount)
+            # psycopg builds a new list of Column objects on every .description access.
+            description = cur.description
+            rows = await cur.fetchall() if description is not None else []
+            return Result(rows, description, cur.rowcount)
