@@ -37,7 +37,8 @@ from aiopeewee_dist import Manager, NodeUnavailable, PoolTimeout, QueryTimeout
 from aiopeewee_dist._bounded import CANCEL_GRACE
 from chaos.invariants import chaos_topology, check_invariants
 from chaos.proxy import ChaosProxy
-from chaos.workload import ChaosRow, Ledger, Load
+from chaos.scenario import fresh_table
+from chaos.workload import Ledger, Load
 
 FULL = os.environ.get("AIOPD_CHAOS") == "full"
 OUTAGE = 8.0 if FULL else 2.0  # how long the node stays silent (after the replica's ejection)
@@ -92,13 +93,7 @@ class TimedLoad(Load):
 async def chaos_db(cluster_backend: str, tmp_path: Path) -> Topology:
     """The chaos topology of the backend with a fresh ``chaos_row`` table, replicated."""
     topology = chaos_topology(cluster_backend, tmp_path)
-    manager = topology.manager()
-    try:
-        await manager.drop_tables([ChaosRow])
-        await manager.create_tables([ChaosRow])
-    finally:
-        await manager.close()
-    await topology.wait_replicated()
+    await fresh_table(topology)
     return topology
 
 
