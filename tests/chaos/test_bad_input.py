@@ -18,7 +18,6 @@ import decimal
 import itertools
 import logging
 import math
-import os
 import string
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -40,8 +39,9 @@ from aiopeewee_dist import (
     ShardedManager,
     ShardKeyError,
 )
+from chaos.scenario import SCALE
 
-FULL = os.environ.get("AIOPD_CHAOS") == "full"
+FULL = SCALE.full
 EXAMPLES = 500 if FULL else 60
 DB_EXAMPLES = 150 if FULL else 25  # each one is a few round trips to a server
 SECRET = "SeCrEt"  # in every generated password, and in no other generated part

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import statistics
 import time
 from collections import defaultdict
@@ -37,10 +36,10 @@ from aiopeewee_dist import Manager, NodeUnavailable, PoolTimeout, QueryTimeout
 from aiopeewee_dist._bounded import CANCEL_GRACE
 from chaos.invariants import chaos_topology, check_invariants
 from chaos.proxy import ChaosProxy
-from chaos.scenario import fresh_table
+from chaos.scenario import SCALE, fresh_table
 from chaos.workload import Ledger, Load
 
-FULL = os.environ.get("AIOPD_CHAOS") == "full"
+FULL = SCALE.full
 OUTAGE = 8.0 if FULL else 2.0  # how long the node stays silent (after the replica's ejection)
 
 QUERY_TIMEOUT = 1.0
