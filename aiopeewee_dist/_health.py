@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,8 +32,10 @@ __all__ = ["HealthMonitor", "NodeHealth"]
 
 logger = logging.getLogger("aiopeewee_dist.health")
 
-# Enough primary positions to place any replica less than this many checks behind.
-_HISTORY = 4096
+# How far back the primary's positions are kept: a replica further behind than this is "stale
+# by an unknown amount" (no freshness bound), which no sane max_lag accepts anyway.
+_HISTORY_SECONDS = 120.0
+_HISTORY_MIN = 16
 
 
 class NodeHealth:
@@ -90,7 +93,9 @@ class HealthMonitor:
         self.eject_after = eject_after
         self.readmit_after = readmit_after
         self._on_writable_replica = on_writable_replica
-        self._history: deque[tuple[float, Position]] = deque(maxlen=_HISTORY)
+        self._history: deque[tuple[float, Position]] = deque(
+            maxlen=max(_HISTORY_MIN, math.ceil(_HISTORY_SECONDS / interval))
+        )
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0
 
@@ -142,7 +147,7 @@ class HealthMonitor:
         started = time.monotonic()
         primary_status = await self._check(primary)
         if primary_status is not None and not primary_status.is_replica and primary_status.position:
-            self._history.append((started, primary_status.position))
+            self._record_primary_position(started, primary_status.position)
             primary.health.fresh_as_of = started
         replicas = list(self._replicas())
         statuses = await asyncio.gather(*(self._check(node) for node in replicas))
@@ -153,6 +158,15 @@ class HealthMonitor:
                     node.health.fresh_as_of = max(fresh, node.health.fresh_as_of or fresh)
         self.rounds += 1
         await self._detect_failover(primary, primary_status, replicas, statuses)
+
+    def _record_primary_position(self, checked_at: float, position: Position) -> None:
+        # Unchanged since the last check (an idle primary): a replica at this position holds
+        # every commit acknowledged before the newer check too, so the newer time replaces
+        # the older one and an idle primary does not fill the history.
+        if self._history and self._history[-1][1] == position:
+            self._history[-1] = (checked_at, position)
+        else:
+            self._history.append((checked_at, position))
 
     def _fresh_as_of(self, replayed: Position) -> float | None:
         for checked_at, position in reversed(self._history):
