@@ -640,3 +640,27 @@ async def test_bounded_acquire_gives_back_a_connection_arriving_as_the_caller_is
         assert (stats["acquired"], stats["available"]) == (0, 1), stats
     finally:
         await manager.close()
+
+
+async def test_a_connect_cut_short_while_making_the_session_read_only_closes_it(
+    cluster_topology: Topology, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """connect_timeout firing after the server accepted us, while the replica session is being
+    made read-only: that connection is closed, not left to the garbage collector."""
+    if cluster_topology.kind != "pg":
+        pytest.skip("PostgreSQL drivers have a separate read-only step to hold up")
+    manager = cluster_topology.manager(connect_timeout=0.5)
+    node = manager.replicas[0]
+    made: list[Any] = []
+
+    async def never_answers(self: Any, conn: Any) -> None:
+        made.append(conn)
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(type(node.driver), "set_read_only", never_answers)
+    try:
+        with pytest.raises(peewee.OperationalError, match="cannot connect"):
+            await node.run_sql("SELECT 1", write=False)
+        assert made and all(node.driver.is_closed(conn) for conn in made)
+    finally:
+        await manager.close()

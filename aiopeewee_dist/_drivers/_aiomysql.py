@@ -56,7 +56,11 @@ class AiomysqlDriver(Driver):
         kwargs = {"charset": "utf8mb4", **connect_kwargs(url)}
         conn = await aiomysql.connect(autocommit=True, connect_timeout=timeout, **kwargs)
         if read_only:
-            await self.execute(conn, "SET SESSION TRANSACTION READ ONLY", ())
+            try:
+                await self.execute(conn, "SET SESSION TRANSACTION READ ONLY", ())
+            except BaseException:  # timed out or cancelled: nobody else will close it
+                self.terminate(conn)
+                raise
         return conn
 
     async def close(self, conn: Any) -> None:

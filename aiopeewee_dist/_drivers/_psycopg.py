@@ -28,7 +28,11 @@ class PsycopgDriver(PostgresDriver):
             **connect_kwargs(url),
         )
         if read_only:
-            await self.set_read_only(conn)
+            try:
+                await self.set_read_only(conn)
+            except BaseException:  # timed out or cancelled: nobody else will close it
+                self.terminate(conn)
+                raise
         return conn
 
     async def close(self, conn: Any) -> None:
