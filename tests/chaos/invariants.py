@@ -81,7 +81,7 @@ _MY_SESSIONS = """
     SELECT p.ID, p.COMMAND, p.COMMAND = 'Sleep' AND t.trx_id IS NOT NULL
     FROM information_schema.PROCESSLIST p
     LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID
-    WHERE p.DB = %s AND p.ID <> CONNECTION_ID()
+    WHERE p.DB = %s AND p.USER = %s AND p.ID <> CONNECTION_ID()
 """
 
 
@@ -92,7 +92,9 @@ async def server_sessions(topology: Topology, url: str) -> list[Session]:
         admin = admin.replace("postgresql+aiopg://", "postgresql://", 1)
         rows = await cluster.pg_rows(admin, _PG_SESSIONS, (CHAOS_DB,))
     else:
-        rows = await cluster.my_rows(admin, _MY_SESSIONS, (CHAOS_DB,))
+        # The user excludes the replica's SQL thread ("system user"), which shows the
+        # database of the event it applies.
+        rows = await cluster.my_rows(admin, _MY_SESSIONS, (CHAOS_DB, cluster.APP_USER))
     return [Session(int(pid), str(state), bool(txn)) for pid, state, txn in rows]
 
 
