@@ -19,6 +19,9 @@ class PsycopgDriver(PostgresDriver):
     # outlives the loop that opened it; the pool still drops them on a loop change
     # to keep one rule for every driver.
     loop_bound = True
+    # Client-side binding sends a statement as one simple-protocol message, which may hold
+    # several statements; PgBouncer's transaction mode sees the BEGIN as before.
+    merges_begin = True
 
     async def connect(self, url: DatabaseURL, *, timeout: float, read_only: bool = False) -> Any:
         conn = await psycopg.AsyncConnection.connect(
@@ -47,6 +50,17 @@ class PsycopgDriver(PostgresDriver):
         async with conn.cursor() as cur:
             await cur.execute(sql, params or None)
             # psycopg builds a new list of Column objects on every .description access.
+            description = cur.description
+            rows = await cur.fetchall() if description is not None else []
+            return Result(rows, description, cur.rowcount)
+
+    async def execute_after(self, conn: Any, first: str, sql: str, params: Sequence[Any]) -> Result:
+        async with conn.cursor() as cur:
+            # Without parameters psycopg sends the text as it is ("%" untouched), as execute() does.
+            await cur.execute(f"{first};\n{sql}", params or None)
+            # No second result: ``sql`` was empty or only a comment, which gives what execute()
+            # gives for it (no description, rowcount -1) from the first statement's result.
+            cur.nextset()
             description = cur.description
             rows = await cur.fetchall() if description is not None else []
             return Result(rows, description, cur.rowcount)
