@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 
 from .._url import DatabaseURL, connect_kwargs
 from ._base import Result
@@ -49,10 +49,7 @@ class PsycopgDriver(PostgresDriver):
     async def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> Result:
         async with conn.cursor() as cur:
             await cur.execute(sql, params or None)
-            # psycopg builds a new list of Column objects on every .description access.
-            description = cur.description
-            rows = await cur.fetchall() if description is not None else []
-            return Result(rows, description, cur.rowcount)
+            return await _result(conn, cur)
 
     async def execute_after(self, conn: Any, first: str, sql: str, params: Sequence[Any]) -> Result:
         async with conn.cursor() as cur:
@@ -61,6 +58,33 @@ class PsycopgDriver(PostgresDriver):
             # No second result: ``sql`` was empty or only a comment, which gives what execute()
             # gives for it (no description, rowcount -1) from the first statement's result.
             cur.nextset()
-            description = cur.description
-            rows = await cur.fetchall() if description is not None else []
-            return Result(rows, description, cur.rowcount)
+            return await _result(conn, cur)
+
+
+# TUPLES_CHUNK: psycopg >= 3.2.
+_TUPLES = tuple(
+    getattr(ExecStatus, name)
+    for name in ("TUPLES_OK", "SINGLE_TUPLE", "TUPLES_CHUNK")
+    if hasattr(ExecStatus, name)
+)
+
+
+async def _result(conn: Any, cur: Any) -> Result:
+    """The cursor's current result, fetched.
+
+    The description is built here rather than read from ``cursor.description``, whose
+    ``Column`` objects cost more than the rest of a short statement's result handling: the
+    same condition (a result with columns, or one that said it returns tuples) and the same
+    names, as DB-API 7-item sequences holding the name and the type OID.
+    """
+    res = cur.pgresult
+    if not res or not (res.nfields or res.status in _TUPLES):
+        return Result([], None, cur.rowcount)
+    encoding = conn.info.encoding
+    description = []
+    for i in range(res.nfields):
+        fname = res.fname(i)
+        # COPY TO STDOUT results have columns without names (psycopg's Column does the same).
+        name = fname.decode(encoding) if fname else f"column_{i + 1}"
+        description.append((name, res.ftype(i), None, None, None, None, None))
+    return Result(await cur.fetchall(), description, cur.rowcount)
