@@ -44,7 +44,8 @@ class PsycopgDriver(PostgresDriver):
         return bool(conn.closed or conn.broken)
 
     def in_transaction(self, conn: Any) -> bool:
-        return bool(conn.info.transaction_status != TransactionStatus.IDLE)
+        # pgconn rather than conn.info, which builds a ConnectionInfo object per access.
+        return bool(conn.pgconn.transaction_status != TransactionStatus.IDLE)
 
     async def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> Result:
         async with conn.cursor() as cur:
