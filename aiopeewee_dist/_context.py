@@ -27,7 +27,7 @@ __all__ = ["Binding", "bind", "bound", "current_transaction", "unbind"]
 class Binding:
     """A connection pinned to the current task for one node."""
 
-    __slots__ = ("broken", "depth", "node", "pc", "pool", "read_only", "task")
+    __slots__ = ("begin", "broken", "depth", "node", "pc", "pool", "read_only", "task")
 
     def __init__(self, node: Node, pool: ConnectionPool, pc: PooledConnection, *, read_only: bool) -> None:
         self.node = node
@@ -37,6 +37,9 @@ class Binding:
         self.depth = 0  # open transaction blocks (1 = transaction, more = savepoints)
         self.read_only = read_only
         self.broken = False
+        # A transaction's BEGIN not sent yet: it goes out with the connection's next
+        # statement, in the same message (drivers with ``Driver.merges_begin``).
+        self.begin: str | None = None
 
     @property
     def conn(self) -> Any:

@@ -137,6 +137,7 @@ class Node:
         """
         binding = _context.bound(self)
         if binding is not None:
+            await self.send_begin(binding)  # the caller may use the raw connection directly
             yield binding.conn
             return
         pool = self._pool_for(write)
@@ -171,30 +172,82 @@ class Node:
 
     async def run_sql(self, sql: str, params: Sequence[Any] = (), *, write: bool = True) -> Result:
         """Run one statement on this node (on the task's pinned connection if it has one)."""
-        lease = _Lease(self, write)
-        if write and lease.binding is not None and lease.binding.read_only:
-            raise ReadOnlyError(f"write inside a read-only transaction on node {self.name!r}")
-        async with lease as pc:
-            return await self._run(pc, sql, params)
+        binding = _context.bound(self)
+        if binding is not None:
+            if write and binding.read_only:
+                raise ReadOnlyError(f"write inside a read-only transaction on node {self.name!r}")
+            return await self._run_pinned(binding, sql, params)
+        # Inlined rather than a _Lease: this is every statement's path.
+        pool = self._pool_for(write)
+        pc = await pool.acquire()
+        try:
+            result = await self._run(pc, sql, params)
+        except BaseException as exc:
+            pool.release(pc, broken=self._breaks(pc, exc))
+            raise
+        pool.release(pc, broken=False)
+        return result
 
-    async def _run(self, pc: PooledConnection, sql: str, params: Sequence[Any]) -> Result:
-        self._counters[self.QUERIES] += 1
+    async def _run_pinned(self, binding: _context.Binding, sql: str, params: Sequence[Any]) -> Result:
+        """Run a statement on a pinned connection, with the transaction's BEGIN if not sent yet.
+
+        An error that interrupts the driver mid-protocol (see ``_breaks``) marks the binding broken.
+        """
+        pc = binding.pc
+        begin = binding.begin
+        try:
+            if begin is None:
+                return await self._run(pc, sql, params)
+            result = await self._run(pc, sql, params, begin)
+        except BaseException as exc:
+            if begin is not None and (self.driver.in_transaction(pc.conn) or self.driver.is_closed(pc.conn)):
+                binding.begin = None  # the BEGIN reached the server (failed statements leave it open)
+            binding.broken = binding.broken or self._breaks(pc, exc)
+            raise
+        binding.begin = None
+        return result
+
+    async def send_begin(self, binding: _context.Binding) -> None:
+        """Send a transaction's deferred BEGIN now (its connection is about to be used directly)."""
+        begin = binding.begin
+        if begin is not None:
+            binding.begin = None
+            try:
+                await self._run(binding.pc, begin, ())
+            except BaseException as exc:
+                if not (
+                    self.driver.in_transaction(binding.pc.conn) or self.driver.is_closed(binding.pc.conn)
+                ):
+                    binding.begin = begin
+                binding.broken = binding.broken or self._breaks(binding.pc, exc)
+                raise
+
+    async def _run(
+        self, pc: PooledConnection, sql: str, params: Sequence[Any], begin: str | None = None
+    ) -> Result:
+        counters = self._counters
+        # A BEGIN sent with the statement counts as the statement it is.
+        counters[self.QUERIES] += 1 if begin is None else 2
         start = time.perf_counter()
         timeout = self.options.query_timeout
+        conn = pc.conn
+        driver = self.driver
         try:
             with _exception_wrapper:
-                if timeout is None:
-                    result = await self.driver.execute(pc.conn, sql, params)
-                else:
-                    result = await bounded(self.driver.execute(pc.conn, sql, params), timeout)
+                call = (
+                    driver.execute(conn, sql, params)
+                    if begin is None
+                    else driver.execute_after(conn, begin, sql, params)
+                )
+                result = await (call if timeout is None else bounded(call, timeout))
         except asyncio.TimeoutError:
             # The cancelled statement left the connection mid-protocol; _breaks() makes
             # the caller discard it.
-            self._counters[self.ERRORS] += 1
+            counters[self.ERRORS] += 1
             raise QueryTimeout(f"node {self.name!r}: statement exceeded query_timeout={timeout:g}s") from None
         except Exception as exc:
-            self._counters[self.ERRORS] += 1
-            if self.driver.is_closed(pc.conn):
+            counters[self.ERRORS] += 1
+            if driver.is_closed(conn):
                 # The server went away (restart, failover, network): the idle connections are
                 # most likely dead too, and each would fail one more caller's statement.
                 self.expire_connections()
@@ -266,6 +319,8 @@ class Node:
         # Inside a transaction or connection() block the stream uses the pinned connection.
         # aclosing: the driver's cleanup (COMMIT, CLOSE cursor) must run before the release.
         lease = _Lease(self, write)
+        if lease.binding is not None:
+            await self.send_begin(lease.binding)  # the driver checks the connection's transaction state
         async with lease as pc, aclosing(self._stream(pc.conn, query, sql, params, chunk_size)) as rows:
             async for row in rows:
                 yield row

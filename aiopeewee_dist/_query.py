@@ -15,7 +15,7 @@ from typing import Any
 import peewee
 
 from ._drivers import Result
-from ._rows import model_rows
+from ._rows import insert_rows, model_rows
 
 # peewee's type stubs leave out the query internals this module works with.
 _pw: Any = peewee
@@ -90,7 +90,9 @@ def shape_result(query: Any, database: Any, result: Result) -> Any:
         if query._as_rowcount:
             return result.rowcount
         if query._returning:
-            rows = list(query._get_cursor_wrapper(result))
+            rows = insert_rows(query, result)
+            if rows is None:
+                rows = list(query._get_cursor_wrapper(result))
             if query._query_type == _pw.Insert.SIMPLE:
                 return database.last_insert_id(rows, query._query_type)
             return rows

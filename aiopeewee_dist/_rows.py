@@ -26,12 +26,13 @@ import peewee
 
 from ._drivers import Result
 
-__all__ = ["model_rows"]
+__all__ = ["insert_rows", "model_rows"]
 
 # peewee's type stubs leave out the query and cursor-wrapper internals used here.
 _pw: Any = peewee
 
 _MODEL_SELECT = _pw.ModelSelect
+_MODEL_INSERT = _pw.ModelInsert
 _MODEL_ROW_TYPES = (None, _pw.ROW.MODEL)
 _MODEL_INIT = _pw.Model.__init__
 _FIELD_ACCESSOR = _pw.FieldAccessor
@@ -88,6 +89,42 @@ def model_rows(query: Any, result: Result) -> list[Any] | None:
         return None
     build = plan[1]
     return [build(row) for row in rows]
+
+
+def insert_rows(query: Any, result: Result) -> list[Any] | None:
+    """The ``RETURNING`` rows of a model insert as the tuples Peewee's
+    ``ModelTupleCursorWrapper`` gives, or None if the query is not that plain case.
+
+    The wrapper's column resolution runs once per (model, returned nodes, result columns).
+    """
+    if (
+        type(query) is not _MODEL_INSERT
+        or query._row_type != _pw.ROW.TUPLE
+        or _OWN_WRAPPERS & query.__dict__.keys()
+    ):
+        return None
+    rows = result.rows
+    if not rows:
+        return []
+    returning = query._returning
+    key = (
+        _MODEL_INSERT,
+        query.model,
+        tuple(map(id, returning)),
+        tuple([c[0] for c in result.description or ()]),
+    )
+    converters = _plans.get(key)
+    if converters is None:
+        if result.description is None:
+            return None
+        wrapper = _pw.ModelTupleCursorWrapper(_Description(result.description), query.model, returning)
+        wrapper.initialize()
+        converters = (returning, wrapper.converters)  # keeps the nodes behind the ids alive
+        if len(_plans) >= _MAX_PLANS:
+            _plans.clear()
+        _plans[key] = converters
+    convert = converters[1]
+    return [tuple([v if c is None else c(v) for c, v in zip(convert, row, strict=True)]) for row in rows]
 
 
 def _make_plan(model: Any, select: Any, description: Any) -> Any:

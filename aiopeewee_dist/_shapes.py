@@ -26,7 +26,7 @@ from typing import Any
 import peewee
 
 from ._query import compile_query
-from ._templates import Template, fingerprint, new_marker, same_objects
+from ._templates import Template, fingerprint, new_marker, still_current
 
 __all__ = ["Shape", "shape_of", "statement_for"]
 
@@ -259,10 +259,10 @@ def shape_of(query: Any) -> Shape | None:
 
 def statement_for(cache: dict[Any, Template], database: Any, query: Any, shape: Shape) -> Template | None:
     """The node's compiled statement for ``shape`` (``query`` is one query of that shape)."""
-    current = fingerprint(shape.model)
     template = cache.get(shape.key)
-    if template is not None and same_objects(template.fingerprint, current):
+    if template is not None and still_current(template.fingerprint, shape.model):
         return template
+    current = fingerprint(shape.model)
     walk, clone = _WALKERS[type(query)](query, True)
     assert walk.markers is not None
     _, sql, params = compile_query(clone, database)

@@ -44,7 +44,7 @@ __all__ = [
     "insert_lookup_for",
     "lookup_for",
     "new_marker",
-    "same_objects",
+    "still_current",
     "template_for",
 ]
 
@@ -77,7 +77,7 @@ class Lookup:
         self.key: tuple[Any, ...] = (
             type(self),
             model,
-            tuple((id(s[0]), s[1]) if type(s) is tuple else s for s in shape),
+            tuple([(id(s[0]), s[1]) if type(s) is tuple else s for s in shape]),
         )
 
     def query(self, markers: list[Any]) -> Any:
@@ -224,9 +224,15 @@ def fingerprint(model: Any) -> tuple[Any, ...]:
     return (meta.table, meta.table_name, meta.schema, meta.sorted_fields)
 
 
-def same_objects(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    # Identity, not equality: peewee nodes overload ==.
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+def still_current(fingerprint: tuple[Any, ...], model: Any) -> bool:
+    """Whether ``fingerprint(model)`` would give these very objects (without building it)."""
+    meta = model._meta
+    return (
+        fingerprint[0] is meta.table
+        and fingerprint[1] is meta.table_name
+        and fingerprint[2] is meta.schema
+        and fingerprint[3] is meta.sorted_fields
+    )
 
 
 class _Slot:
@@ -253,10 +259,10 @@ def new_marker() -> Any:
 
 def template_for(cache: dict[Any, Template], database: Any, lookup: Lookup) -> Template | None:
     """The node's template for ``lookup`` (made on first use), or None if the shape has none."""
-    fingerprint_now = fingerprint(lookup.model)
     template = cache.get(lookup.key)
-    if template is not None and same_objects(template.fingerprint, fingerprint_now):
+    if template is not None and still_current(template.fingerprint, lookup.model):
         return template
+    fingerprint_now = fingerprint(lookup.model)
     template = _compile(database, lookup, fingerprint_now)
     if template is None:
         return None

@@ -88,13 +88,20 @@ class Transaction:
             self._savepoint = f"aiopd_sp_{next(_savepoint_ids)}"
             await node.run_sql(f"SAVEPOINT {self._savepoint}", write=False)
         else:
+            begin = node.driver.begin_statements(isolation=self.isolation, read_only=self.read_only)
             if binding is None:
                 pool = node._pool_for(write=not self.read_only)
                 pc = await pool.acquire()
                 binding = _context.Binding(node, pool, pc, read_only=self.read_only)
                 self._bind_token = _context.bind(binding)
+                if node.driver.merges_begin and len(begin) == 1:
+                    # Sent with the block's first statement (Node._run_pinned), one round trip
+                    # less. Only on a connection this block took: one pinned by connection()
+                    # may already be in the caller's hands, who must find the transaction open.
+                    binding.begin = begin[0]
+                    begin = []
             try:
-                for sql in node.driver.begin_statements(isolation=self.isolation, read_only=self.read_only):
+                for sql in begin:
                     await node.run_sql(sql, write=False)
             except BaseException:
                 self._release(binding)
@@ -133,6 +140,11 @@ class Transaction:
                 if exc_type is not None:
                     await node.run_sql(f"ROLLBACK TO SAVEPOINT {self._savepoint}", write=False)
                 await node.run_sql(f"RELEASE SAVEPOINT {self._savepoint}", write=False)
+            elif binding.begin is not None:
+                # No statement ran, so the BEGIN was never sent: no transaction to end.
+                binding.begin = None
+                if exc_type is None and self._on_commit is not None and not self.read_only:
+                    await self._on_commit(node)
             elif exc_type is not None:
                 await node.run_sql("ROLLBACK", write=False)
             else:

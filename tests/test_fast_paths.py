@@ -7,6 +7,10 @@
 - model rows (``_rows``): instances identical to Peewee's ``ModelObjectCursorWrapper``
   output (``__data__`` with its key order, ``_dirty``, ``__rel__``), built from the same
   fetched rows; models and queries the plan cannot reproduce are left to Peewee.
+- insert ``RETURNING`` rows (``_rows.insert_rows``): the tuples Peewee's
+  ``ModelTupleCursorWrapper`` gives, converters included.
+- the psycopg driver's result description: the names (and type OIDs) psycopg's own
+  ``cursor.description`` gives, and None exactly when it is None.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from conftest import MODELS, Author, Book, Topology
 
 from aiopeewee_dist import Manager
 from aiopeewee_dist._query import compile_query, shape_result
-from aiopeewee_dist._rows import model_rows
+from aiopeewee_dist._rows import insert_rows, model_rows
 from aiopeewee_dist._shapes import shape_of, statement_for
 from aiopeewee_dist._shortcuts import ModelShortcuts
 from aiopeewee_dist._templates import insert_lookup_for, lookup_for
@@ -509,3 +513,94 @@ async def test_streamed_rows_equal_executed_rows(m: Manager) -> None:
     query = Gadget.select().order_by(Gadget.id)
     streamed = [row async for row in m.iterate(query, chunk_size=1)]
     assert [state(o) for o in streamed] == [state(o) for o in await m.execute(query)]
+
+
+# -- insert RETURNING rows ---------------------------------------------------------------------
+
+
+class Hexed(peewee.IntegerField):
+    """A key field whose python_value converts: the converter must be applied as Peewee does."""
+
+    def python_value(self, value: Any) -> Any:
+        return None if value is None else f"#{value:x}"
+
+
+class Tagged(peewee.Model):
+    id = Hexed(primary_key=True)
+    name = peewee.CharField(max_length=32)
+
+    class Meta:
+        table_name = "t_tagged"
+
+
+async def test_insert_rows_equal_peewees(m: Manager, topology: Topology) -> None:
+    database = m.primary_node.database
+    if not database.returning_clause:
+        pytest.skip("no RETURNING: inserts answer with lastrowid")
+    await m.drop_tables([Tagged])
+    await m.create_tables([Tagged])
+    try:
+        queries = [
+            Author.insert(name="ins", age=1),
+            Gadget.insert(name="ins"),
+            Keyed.insert(code="ins"),
+            Tagged.insert(id=26, name="ins"),
+            Author.insert_many([{"name": "m1"}, {"name": "m2"}]),
+            Author.insert(name="ret", age=2).returning(Author.id, Author.name, Author.age).tuples(),
+        ]
+        for query in queries:
+            compiled, result = await fetched(m, query)
+            fast = insert_rows(compiled, result)
+            assert fast is not None, query
+            result._pos = 0
+            assert fast == list(compiled._get_cursor_wrapper(result)), query
+        assert await m.execute(Tagged.insert(id=27, name="via-execute")) == "#1b"
+        created = await m.create(Tagged, id=28, name="created")
+        assert created.id == 28  # save() keeps the key it was given
+        # Other row types are Peewee's.
+        for query in [
+            Author.insert(name="d").returning(Author.name).dicts(),
+            Author.insert(name="o").returning(Author.name),  # model instances
+        ]:
+            compiled, result = await fetched(m, query)
+            assert insert_rows(compiled, result) is None
+        assert await m.execute(Author.insert(name="d2").returning(Author.name).dicts()) == [{"name": "d2"}]
+    finally:
+        await m.drop_tables([Tagged])
+
+
+# -- the psycopg driver's description --------------------------------------------------------
+
+
+async def test_psycopg_description_matches_psycopgs(m: Manager, topology: Topology) -> None:
+    if topology.backend != "psycopg":
+        pytest.skip("the psycopg driver's own description")
+    statements = [
+        ("SELECT 1 AS a, 'x' AS \"Mixed Case\", 2 AS a, NULL", ()),
+        ("SELECT", ()),
+        ("SELECT 1 WHERE false", ()),
+        ('SELECT 1 AS "naïve ✓"', ()),
+        (f"SELECT * FROM {Gadget._meta.table_name} WHERE id = %s", (1,)),
+        (f"UPDATE {Author._meta.table_name} SET age = age WHERE id < %s", (3,)),
+        (f"UPDATE {Author._meta.table_name} SET age = age WHERE id < %s RETURNING id, name", (3,)),
+        ("SET LOCAL statement_timeout = 0", ()),
+        ("-- only a comment", ()),
+    ]
+    node = m.primary_node
+    async with m.connection() as conn:
+        for sql, params in statements:
+            ours = await node.driver.execute(conn, sql, params)
+            async with conn.cursor() as cur:
+                await cur.execute(sql, params or None)
+                theirs = cur.description
+                rows = await cur.fetchall() if theirs is not None else []
+                rowcount = cur.rowcount
+            if theirs is None:
+                assert ours.description is None, sql
+            else:
+                assert ours.description is not None, sql
+                assert [(d[0], d[1]) for d in ours.description] == [(c.name, c.type_code) for c in theirs], (
+                    sql
+                )
+                assert all(len(d) == 7 for d in ours.description)
+            assert (ours.rows, ours.rowcount) == (rows, rowcount), sql

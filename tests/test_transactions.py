@@ -336,6 +336,146 @@ async def test_read_only_transaction_runs_on_a_replica(tables: Manager, topology
         assert bool(int(is_replica)) is True, rows  # pg_is_in_recovery() / @@read_only
 
 
+# -- the BEGIN sent with the first statement (psycopg) -------------------------------------
+# psycopg sends a transaction's BEGIN in one message with the block's first statement; these
+# pin down that nothing observable changes, on every backend.
+
+
+def pg_only(topology: Topology) -> None:
+    if topology.kind != "pg":
+        pytest.skip("PostgreSQL settings and error states")
+
+
+async def test_first_statement_sees_isolation_and_read_only(tables: Manager, topology: Topology) -> None:
+    pg_only(topology)
+    manager = tables
+    async with manager.transaction(isolation="repeatable read", node="primary"):
+        assert await manager.raw_sql("SHOW transaction_isolation") == [("repeatable read",)]
+    async with manager.transaction(read_only=True, node="primary"):
+        assert await manager.raw_sql("SHOW transaction_read_only") == [("on",)]
+    async with manager.transaction(node="primary"):
+        assert await manager.raw_sql("SHOW transaction_read_only") == [("off",)]
+
+
+async def test_first_statement_failing_on_the_server_leaves_the_transaction_aborted(
+    tables: Manager, topology: Topology
+) -> None:
+    pg_only(topology)
+    manager = tables
+    with pytest.raises(peewee.InternalError, match="aborted"):
+        async with manager.transaction():
+            with pytest.raises(peewee.ProgrammingError):
+                await manager.raw_sql("SELECT * FROM no_such_table_aiopd")
+            # The BEGIN ran with it: the transaction is open and failed, as with a separate BEGIN.
+            await manager.create(Author, name="after-failure")
+    assert await names(manager) == set()
+    async with manager.transaction():
+        await manager.create(Author, name="next")
+    assert await names(manager) == {"next"}
+    await no_connection_acquired(manager)
+
+
+async def test_first_statement_failing_before_sending_keeps_the_transaction(
+    tables: Manager, topology: Topology
+) -> None:
+    if topology.backend != "psycopg":
+        pytest.skip("a parameter psycopg cannot adapt fails before anything is sent")
+    manager = tables
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with manager.transaction():
+            with pytest.raises(peewee.ProgrammingError, match="cannot adapt"):
+                await manager.raw_sql("SELECT %s", (object(),))
+            await manager.create(Author, name="rolled-back")
+            raise Boom
+    assert await names(manager) == set()
+    await no_connection_acquired(manager)
+
+
+async def test_empty_transaction_blocks(tables: Manager, topology: Topology) -> None:
+    manager = tables
+    async with manager.transaction():
+        pass
+    with pytest.raises(ZeroDivisionError):
+        async with manager.transaction():
+            1 / 0  # noqa: B018
+    async with manager.transaction(), manager.transaction():
+        pass
+    await no_connection_acquired(manager)
+    async with manager.connection() as conn:
+        assert not manager.primary_node.driver.in_transaction(conn)
+    async with manager.transaction():
+        await manager.create(Author, name="after-empty")
+    assert await names(manager) == {"after-empty"}
+
+
+async def test_statement_count_includes_the_begin(tables: Manager, topology: Topology) -> None:
+    if topology.backend != "psycopg":
+        pytest.skip("other drivers send the BEGIN statements on their own")
+    manager = tables
+    before = manager.get_stats()["primary"]["queries"]
+    async with manager.transaction():
+        await manager.create(Author, name="counted")
+    assert manager.get_stats()["primary"]["queries"] == before + 3  # BEGIN, INSERT, COMMIT
+
+
+async def test_raw_connection_inside_a_transaction_is_in_it(tables: Manager, topology: Topology) -> None:
+    manager = tables
+    driver = manager.primary_node.driver
+    async with manager.transaction(), manager.connection() as conn:
+        assert driver.in_transaction(conn)
+    # A transaction opened inside connection() is open as soon as the block starts, too.
+    async with manager.connection() as conn:
+        async with manager.transaction():
+            assert driver.in_transaction(conn)
+        assert not driver.in_transaction(conn)
+
+
+async def test_stream_as_first_statement_stays_in_the_transaction(
+    tables: Manager, topology: Topology
+) -> None:
+    manager = tables
+    await manager.create(Author, name="before")
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with manager.transaction():
+            async with manager.iterate(Author.select()) as rows:
+                assert [row.name async for row in rows] == ["before"]
+            await manager.create(Author, name="rolled-back")
+            raise Boom
+    assert await names(manager) == {"before"}
+    async with manager.transaction():
+        async with manager.iterate(Author.select()) as rows:
+            assert [row.name async for row in rows] == ["before"]
+        await manager.create(Author, name="committed")
+    assert await names(manager) == {"before", "committed"}
+    if topology.kind != "sqlite":
+        # The stream took the transaction's snapshot: a row committed afterwards stays unseen.
+        async with manager.transaction(isolation="repeatable read"):
+            async with manager.iterate(Author.select()) as rows:
+                assert {row.name async for row in rows} == {"before", "committed"}
+            await server_scalar(topology, f"INSERT INTO {TABLE} (name, age) VALUES ('outsider', 1)")
+            assert {a.name for a in await manager.execute(Author.select())} == {"before", "committed"}
+    await no_connection_acquired(manager)
+
+
+async def test_savepoint_as_first_statement(tables: Manager) -> None:
+    manager = tables
+    async with manager.transaction():
+        with pytest.raises(ZeroDivisionError):
+            async with manager.transaction():
+                await manager.create(Author, name="inner")
+                1 / 0  # noqa: B018
+        await manager.create(Author, name="outer")
+    assert await names(manager) == {"outer"}
+
+
 # -- one transaction per task ----------------------------------------------------------------
 
 

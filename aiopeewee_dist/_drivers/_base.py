@@ -64,6 +64,9 @@ class Driver(abc.ABC):
     backend: ClassVar[str]
     #: Whether a connection is tied to the event loop it was opened on.
     loop_bound: ClassVar[bool] = True
+    #: Whether ``execute_after`` can send a transaction's BEGIN in the same message as the
+    #: transaction's first statement (one round trip less per transaction).
+    merges_begin: ClassVar[bool] = False
 
     @abc.abstractmethod
     async def connect(self, url: DatabaseURL, *, timeout: float, read_only: bool = False) -> Any:
@@ -88,6 +91,13 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> Result:
         """Run one statement and fetch all of its rows."""
+
+    async def execute_after(self, conn: Any, first: str, sql: str, params: Sequence[Any]) -> Result:
+        """Run the parameterless statement ``first``, then ``sql``, in one message; ``sql``'s result.
+
+        If ``sql`` fails, ``first`` has run. Only drivers with ``merges_begin`` implement it.
+        """
+        raise NotImplementedError
 
     @abc.abstractmethod
     def stream(
