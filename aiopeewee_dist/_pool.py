@@ -287,12 +287,8 @@ class ConnectionPool:
         assert self._loop is not None
         fut: asyncio.Future[PooledConnection | None] = self._loop.create_future()
         self._waiters.append(fut)
-        # A timer on the future itself rather than asyncio.wait_for(fut): a connection handed
-        # over then wakes the waiter in one loop iteration instead of two, without wait_for's
-        # extra future and callbacks (this is every acquire's path on a saturated pool).
-        timer = self._loop.call_later(max(deadline - time.monotonic(), 0), _expire, fut)
         try:
-            return await fut
+            return await asyncio.wait_for(fut, max(deadline - time.monotonic(), 0))
         except asyncio.TimeoutError:
             self._counters[self.TIMEOUTS] += 1
             raise PoolTimeout(
@@ -309,7 +305,6 @@ class ConnectionPool:
                     self.release(handed)
             raise
         finally:
-            timer.cancel()
             if fut in self._waiters:
                 self._waiters.remove(fut)
 
@@ -425,9 +420,3 @@ class ConnectionPool:
         stats = self.get_stats()
         self._counters.clear()
         return stats
-
-
-def _expire(fut: asyncio.Future[Any]) -> None:
-    """A pool waiter's deadline passed: it stops waiting (``_wake_one`` skips done futures)."""
-    if not fut.done():
-        fut.set_exception(asyncio.TimeoutError())
