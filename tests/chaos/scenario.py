@@ -106,7 +106,9 @@ def slow_sql(kind: str, seconds: float) -> str:
         return f"SELECT pg_sleep({seconds})"
     if kind == "mysql":
         return f"SELECT SLEEP({seconds})"
-    rows = int(seconds * 2_000_000)  # SQLite has no sleep: count through a recursive CTE
+    # SQLite has no sleep: count through a recursive CTE (about 6M rows/s here, so this lasts
+    # at least ``seconds`` on a fast machine).
+    rows = int(seconds * 8_000_000)
     return (
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
         f" WHERE x < {rows}) SELECT count(*) FROM c"
