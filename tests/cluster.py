@@ -109,8 +109,11 @@ async def run_cluster(*args: str, timeout: float = 120) -> str:
     return await asyncio.to_thread(cluster, *args, timeout=timeout)
 
 
-async def until(predicate: Callable[[], bool | Awaitable[bool]], timeout: float, what: str) -> None:
-    """Poll ``predicate`` every 20 ms; fail naming ``what`` if it is not true within ``timeout``."""
+async def until(
+    predicate: Callable[[], bool | Awaitable[bool]], timeout: float, what: str, *, interval: float = 0.02
+) -> None:
+    """Poll ``predicate`` (sync or async) every ``interval`` s; fail naming ``what`` if it is not
+    true within ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
@@ -120,7 +123,7 @@ async def until(predicate: Callable[[], bool | Awaitable[bool]], timeout: float,
             return
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(interval)
 
 
 def _host_port(url: str) -> tuple[str, int]:

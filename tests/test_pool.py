@@ -14,7 +14,6 @@ import gc
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -92,15 +91,6 @@ async def alive_sessions(topology: Topology, url: str, ids: set[int]) -> int:
     )
 
 
-async def eventually(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = BOUND) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        if loop.time() >= deadline:
-            pytest.fail(f"{what}: still false after {timeout} s")
-        await asyncio.sleep(0.02)
-
-
 def hold_kwargs(topology: Topology) -> dict[str, Any]:
     """How to check out a connection of the primary's bounded pool: SQLite's writer pool always
     has one connection, its reader pool has ``max_size``; elsewhere the primary's pool."""
@@ -124,7 +114,7 @@ async def hold(
     async def all_held() -> bool:
         return len(conns) == count
 
-    await eventually(all_held, f"{count} connections held")
+    await until(all_held, BOUND, f"{count} connections held")
     return tasks, release, conns
 
 
@@ -209,7 +199,7 @@ async def test_stats_keys_and_values(topology: Topology) -> None:
         async def one_waiting() -> bool:
             return manager.get_stats()["primary"]["waiting"] == 1
 
-        await eventually(one_waiting, "one waiter blocked")
+        await until(one_waiting, BOUND, "one waiter blocked")
         stats = manager.get_stats()["primary"]
         assert (stats["size"], stats["acquired"], stats["waiting"]) == (2, 2, 1)
         assert not waiter_got.is_set()
@@ -323,7 +313,7 @@ async def test_pre_ping_replaces_a_connection_killed_server_side(cluster_topolog
         async def gone() -> bool:
             return await alive_sessions(topology, topology.primary, {first}) == 0
 
-        await eventually(gone, "the killed session disappears from the server")
+        await until(gone, BOUND, "the killed session disappears from the server")
         # The next query succeeds transparently on a fresh connection.
         second = (await manager.raw_sql(pid_sql(topology), node="primary"))[0][0]
         assert second != first
@@ -363,7 +353,7 @@ async def test_max_lifetime_replaces_old_connections(topology: Topology) -> None
             async def old_closed() -> bool:
                 return await alive_sessions(topology, topology.primary, {session1}) == 0
 
-            await eventually(old_closed, "the expired connection is closed on the server")
+            await until(old_closed, BOUND, "the expired connection is closed on the server")
         assert manager.get_stats()["primary"].get("connections_closed", 0) >= 1
     finally:
         await manager.close()
@@ -391,7 +381,7 @@ async def test_expire_connections_on_a_node(topology: Topology) -> None:
             async def both_closed() -> bool:
                 return await alive_sessions(topology, topology.primary, {session1, session2}) == 0
 
-            await eventually(both_closed, "expired connections are closed on the server")
+            await until(both_closed, BOUND, "expired connections are closed on the server")
         assert manager.get_stats()["primary"]["size"] == 1
     finally:
         await manager.close()
@@ -423,7 +413,7 @@ async def test_query_after_close_raises_pool_closed(topology: Topology) -> None:
             async def closed(url: str = url) -> bool:
                 return await pg_app_count(url, app) == 0
 
-            await eventually(closed, "the server sees the pool's sessions end")
+            await until(closed, BOUND, "the server sees the pool's sessions end")
 
 
 async def test_async_with_opens_min_size_connections(topology: Topology) -> None:
@@ -447,7 +437,7 @@ async def test_async_with_opens_min_size_connections(topology: Topology) -> None
             async def closed(url: str = url) -> bool:
                 return await pg_app_count(url, app) == 0
 
-            await eventually(closed, "the server sees the pool's sessions end")
+            await until(closed, BOUND, "the server sees the pool's sessions end")
 
 
 # -- event loops -------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import peewee
 import pytest
-from cluster import pg_scalar
+from cluster import pg_scalar, until
 from conftest import BACKENDS, Topology, topology_for
 
 from aiopeewee_dist import Manager
@@ -95,15 +95,6 @@ def make_manager(topology: Topology, app: str | None = None, **options: Any) -> 
 def acquired(manager: Manager) -> int:
     stats = manager.get_stats()
     return sum(stats[node.name]["acquired"] for node in manager.nodes)
-
-
-async def eventually(predicate: Any, what: str, timeout: float = 3.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        if loop.time() >= deadline:
-            pytest.fail(f"{what}: still false after {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 async def pg_idle_in_transaction(topology: Topology, app: str) -> int:
@@ -203,13 +194,13 @@ async def test_abandoned_stream_gives_its_connection_back(filled: Topology) -> N
         async def released() -> bool:
             return acquired(manager) == 0
 
-        await eventually(released, "the abandoned stream's connection is back in its pool")
+        await until(released, 3.0, "the abandoned stream's connection is back in its pool")
         if filled.kind == "pg":
 
             async def no_open_transaction() -> bool:
                 return await pg_idle_in_transaction(filled, app) == 0
 
-            await eventually(no_open_transaction, "the stream's transaction ended on the server")
+            await until(no_open_transaction, 3.0, "the stream's transaction ended on the server")
         for node in manager.nodes:
             assert await manager.count(StreamRow.select(), node=node.name) == ROWS
         gc.collect()

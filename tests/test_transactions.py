@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import peewee
 import pytest
-from cluster import my_scalar, pg_scalar
+from cluster import my_scalar, pg_scalar, until
 from conftest import Topology
 
 from aiopeewee_dist import (
@@ -85,18 +85,6 @@ async def server_scalar(topology: Topology, sql: str) -> Any:
     return await my_scalar(topology.primary, sql)
 
 
-async def wait_until(
-    predicate: Any, *, timeout: float = CLEANUP_BOUND, interval: float = 0.02, what: str = "condition"
-) -> None:
-    """Poll an async predicate until it is true; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        if loop.time() >= deadline:
-            pytest.fail(f"{what} still false after {timeout} s")
-        await asyncio.sleep(interval)
-
-
 async def no_connection_acquired(manager: Manager, node: str | None = None) -> None:
     """Wait (bounded) until the pools of ``node`` (default: every node) have nothing checked out.
 
@@ -111,7 +99,7 @@ async def no_connection_acquired(manager: Manager, node: str | None = None) -> N
     async def idle() -> bool:
         return acquired() == 0
 
-    await wait_until(idle, what=f"no connection acquired (acquired={acquired()})")
+    await until(idle, CLEANUP_BOUND, f"no connection acquired (acquired={acquired()})")
 
 
 async def names(manager: Manager) -> set[str]:
@@ -611,7 +599,7 @@ async def test_cancellation_inside_transaction_rolls_back_and_cleans_the_connect
         async def open_one() -> bool:
             return await open_transactions(topology, manager, session.get("pid")) == 1
 
-        await wait_until(open_one, interval=interval, what="the server reports the open transaction")
+        await until(open_one, CLEANUP_BOUND, "the server reports the open transaction", interval=interval)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -626,7 +614,7 @@ async def test_cancellation_inside_transaction_rolls_back_and_cleans_the_connect
         async def clean() -> bool:
             return await open_transactions(topology, manager, session.get("pid")) == 0
 
-    await wait_until(clean, interval=interval, what="no open transaction left on the server")
+    await until(clean, CLEANUP_BOUND, "no open transaction left on the server", interval=interval)
     assert await names(manager) == set()
     await no_connection_acquired(manager, "primary")
     # The connection (or its replacement) is usable: a new transaction commits.
@@ -690,7 +678,7 @@ async def test_cancellation_during_a_long_query_in_a_transaction(
             async def running() -> bool:
                 return await query_running(topology, session["pid"])
 
-            await wait_until(running, what="the long query is running on the server")
+            await until(running, CLEANUP_BOUND, "the long query is running on the server")
         loop = asyncio.get_running_loop()
         start = loop.time()
         task.cancel()
