@@ -155,6 +155,11 @@ async def tables(manager: Manager, topology: Topology) -> AsyncIterator[Manager]
 WaitReplicated = Callable[[], Awaitable[None]]
 
 
+def reads_on(manager: Manager, name: str) -> int:
+    """Reads the router has sent to node ``name`` so far."""
+    return int(manager.stats()["router"].get(f"reads:{name}", 0))
+
+
 # -- examples --------------------------------------------------------------------------------
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

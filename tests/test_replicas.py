@@ -35,10 +35,6 @@ class Ledger(peewee.Model):
         table_name = "t_ledger"
 
 
-def reads_on(manager: Manager, name: str) -> int:
-    return int(manager.stats()["router"].get(f"reads:{name}", 0))
-
-
 async def whoami(manager: Manager, topology: Topology, **kw: Any) -> tuple[int, bool]:
     (port, is_replica), *_ = await manager.raw_sql(topology.whoami_sql, **kw)
     return int(port), bool(int(is_replica))

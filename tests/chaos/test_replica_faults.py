@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from cluster import run_cluster, until
+from conftest import reads_on
 
-from aiopeewee_dist import Manager
 from chaos.invariants import chaos_topology
 from chaos.scenario import REPLICA_NODE, SCALE, node_up, under_load, verdict
 
@@ -51,7 +51,3 @@ async def test_replica_replay_paused_then_resumed(cluster_backend: str, tmp_path
             await until(lambda: lag() < max_lag, 20, "replica-1 fresh again after resume")
         figures = await verdict("replica replay paused", manager, topology, load)
     assert figures["failed_reads"] == 0 and figures["failed_writes"] == 0, figures
-
-
-def reads_on(manager: Manager, name: str) -> int:
-    return int(manager.stats()["router"].get(f"reads:{name}", 0))
