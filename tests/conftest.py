@@ -155,6 +155,22 @@ async def tables(manager: Manager, topology: Topology) -> AsyncIterator[Manager]
 WaitReplicated = Callable[[], Awaitable[None]]
 
 
+def sleep_sql(kind: str, seconds: float) -> str:
+    """A statement that keeps the server busy for about ``seconds`` (``kind``: "pg", "mysql" or
+    "sqlite"); its one row is (anything, the server session id, 0 on SQLite)."""
+    if kind == "pg":
+        return f"SELECT pg_sleep({seconds}), pg_backend_pid()"
+    if kind == "mysql":
+        return f"SELECT SLEEP({seconds}), CONNECTION_ID()"
+    # SQLite has no sleep: count through a recursive CTE (about 6M rows/s here, so this lasts
+    # at least ``seconds`` on a fast machine).
+    rows = int(seconds * 8_000_000)
+    return (
+        f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows})"
+        " SELECT max(x), 0 FROM c"
+    )
+
+
 def reads_on(manager: Manager, name: str) -> int:
     """Reads the router has sent to node ``name`` so far."""
     return int(manager.stats()["router"].get(f"reads:{name}", 0))

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import peewee
 import pytest
 from cluster import my_scalar, pg_scalar, until
-from conftest import Topology
+from conftest import Topology, sleep_sql
 
 from aiopeewee_dist import Manager, PoolClosed, PoolTimeout, QueryTimeout
 
@@ -121,18 +121,6 @@ async def hold(
 async def release_all(tasks: list[Any], release: asyncio.Event) -> None:
     release.set()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def sleep_sql(topology: Topology, seconds: float) -> str:
-    if topology.kind == "pg":
-        return f"SELECT pg_sleep({seconds}), pg_backend_pid()"
-    if topology.kind == "mysql":
-        return f"SELECT SLEEP({seconds}), CONNECTION_ID()"
-    steps = int(seconds * 4_000_000)  # a few ms of SQLite VDBE work
-    return (
-        f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {steps})"
-        " SELECT max(x), 0 FROM c"
-    )
 
 
 # -- exhaustion ----------------------------------------------------------------------------
@@ -250,7 +238,7 @@ async def test_max_size_respected_under_concurrency(topology: Topology) -> None:
     if topology.kind != "sqlite":
         samplers.append(asyncio.create_task(sample_servers()))
     try:
-        sql = sleep_sql(topology, 0.03)
+        sql = sleep_sql(topology.kind, 0.03)
         queries = [manager.raw_sql(sql, node=name) for name in node_names for _ in range(50)]
         results = await asyncio.gather(*queries)
         done.set()
@@ -453,7 +441,7 @@ def test_manager_reused_across_event_loops(topology: Topology) -> None:
     urls = server_urls(topology)
     sessions: dict[str, set[int]] = {name: set() for name in urls}
     opened: list[int] = []
-    sql = sleep_sql(topology, 0.02)
+    sql = sleep_sql(topology.kind, 0.02)
 
     async def one_run() -> None:
         # Four at once on every node: each pool opens its max_size connections in this loop.

@@ -100,21 +100,6 @@ async def fresh_table(topology: Topology) -> None:
         await until(gone, 10, "the setup sessions to end on the servers")
 
 
-def slow_sql(kind: str, seconds: float) -> str:
-    """A statement that keeps the server busy for about ``seconds``."""
-    if kind == "pg":
-        return f"SELECT pg_sleep({seconds})"
-    if kind == "mysql":
-        return f"SELECT SLEEP({seconds})"
-    # SQLite has no sleep: count through a recursive CTE (about 6M rows/s here, so this lasts
-    # at least ``seconds`` on a fast machine).
-    rows = int(seconds * 8_000_000)
-    return (
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
-        f" WHERE x < {rows}) SELECT count(*) FROM c"
-    )
-
-
 def chaos_manager(topology: Topology, **options: Any) -> Manager:
     return topology.manager(**{**FAST_HEALTH, **options})
 

@@ -14,11 +14,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from conftest import Topology
+from conftest import Topology, sleep_sql
 
 from aiopeewee_dist import Manager, QueryTimeout
 from chaos.invariants import chaos_topology, check_invariants
-from chaos.scenario import SCALE, fresh_table, slow_sql
+from chaos.scenario import SCALE, fresh_table
 from chaos.workload import Ledger
 
 CONCURRENCY = 50
@@ -27,13 +27,13 @@ QUERY_TIMEOUT = 0.05
 
 def operations(manager: Manager, ledger: Ledger, kind: str) -> list[Callable[[], Awaitable[object]]]:
     async def slow_in_transaction() -> None:
-        await ledger.insert(manager, then=lambda: manager.raw_sql(slow_sql(kind, 0.01)))
+        await ledger.insert(manager, then=lambda: manager.raw_sql(sleep_sql(kind, 0.01)))
 
     return [
         lambda: ledger.insert(manager),
         lambda: ledger.transfer(manager),
-        lambda: manager.raw_sql(slow_sql(kind, 0.01)),
-        lambda: manager.raw_sql(slow_sql(kind, 0.2)),  # beyond query_timeout
+        lambda: manager.raw_sql(sleep_sql(kind, 0.01)),
+        lambda: manager.raw_sql(sleep_sql(kind, 0.2)),  # beyond query_timeout
         slow_in_transaction,
     ]
 

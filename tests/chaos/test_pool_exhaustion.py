@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 import peewee
+from conftest import sleep_sql
 
 from aiopeewee_dist import Manager, PoolTimeout
 from chaos.invariants import chaos_topology, check_invariants, server_sessions
-from chaos.scenario import fresh_table, slow_sql
+from chaos.scenario import fresh_table
 from chaos.workload import Ledger
 
 MAX_SIZE = 4
@@ -41,7 +42,7 @@ async def test_pool_exhaustion(backend: str, tmp_path: Path) -> None:
             elif (n + i) % 3 == 1:
                 await ledger.transfer(manager)
             else:
-                await manager.raw_sql(slow_sql(topology.kind, 0.005))
+                await manager.raw_sql(sleep_sql(topology.kind, 0.005))
             latencies.append(time.monotonic() - started)
 
     async def watch() -> None:
@@ -93,7 +94,7 @@ async def _impatient_phase(manager: Manager, kind: str) -> dict[str, float]:
     async def hold() -> float:
         started = time.monotonic()
         try:
-            await manager.raw_sql(slow_sql(kind, 0.3))
+            await manager.raw_sql(sleep_sql(kind, 0.3))
         except PoolTimeout:
             return time.monotonic() - started
         return -1.0
