@@ -56,11 +56,7 @@ class AiomysqlDriver(Driver):
         kwargs = {"charset": "utf8mb4", **connect_kwargs(url)}
         conn = await aiomysql.connect(autocommit=True, connect_timeout=timeout, **kwargs)
         if read_only:
-            try:
-                await self.execute(conn, "SET SESSION TRANSACTION READ ONLY", ())
-            except BaseException:  # timed out or cancelled: nobody else will close it
-                self.terminate(conn)
-                raise
+            await self.set_up(conn, self.execute(conn, "SET SESSION TRANSACTION READ ONLY", ()))
         return conn
 
     async def close(self, conn: Any) -> None:

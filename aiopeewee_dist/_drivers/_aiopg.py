@@ -43,11 +43,7 @@ class AiopgDriver(PostgresDriver):
             timeout=_STATEMENT_TIMEOUT, enable_hstore=False, enable_json=True, **connect_kwargs(url)
         )
         if read_only:
-            try:
-                await self.set_read_only(conn)
-            except BaseException:  # timed out or cancelled: nobody else will close it
-                self.terminate(conn)
-                raise
+            await self.set_up(conn, self.set_read_only(conn))
         return conn
 
     async def close(self, conn: Any) -> None:

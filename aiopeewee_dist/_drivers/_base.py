@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Sequence
 from typing import Any, ClassVar
 
 from .._url import DatabaseURL
@@ -71,6 +71,16 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def connect(self, url: DatabaseURL, *, timeout: float, read_only: bool = False) -> Any:
         """Open one connection in autocommit mode."""
+
+    async def set_up(self, conn: Any, setup: Awaitable[Any]) -> None:
+        """Run a new connection's session setup (e.g. making it read-only). If that fails or
+        is cut short (connect_timeout, cancellation), close the connection: nobody else holds
+        it yet, so it would be left to the garbage collector."""
+        try:
+            await setup
+        except BaseException:
+            self.terminate(conn)
+            raise
 
     @abc.abstractmethod
     async def close(self, conn: Any) -> None:

@@ -31,11 +31,7 @@ class PsycopgDriver(PostgresDriver):
             **connect_kwargs(url),
         )
         if read_only:
-            try:
-                await self.set_read_only(conn)
-            except BaseException:  # timed out or cancelled: nobody else will close it
-                self.terminate(conn)
-                raise
+            await self.set_up(conn, self.set_read_only(conn))
         return conn
 
     async def close(self, conn: Any) -> None:
