@@ -104,10 +104,6 @@ def chaos_manager(topology: Topology, **options: Any) -> Manager:
     return topology.manager(**{**FAST_HEALTH, **options})
 
 
-async def node_up(manager: Manager, name: str) -> bool:
-    return bool(manager.stats()[name]["up"])
-
-
 async def restore(kind: str) -> None:
     """Back to the healthy topology whatever the scenario left behind."""
     await cluster.run_cluster("reset", kind)

@@ -15,7 +15,7 @@ from cluster import run_cluster, until
 from conftest import reads_on
 
 from chaos.invariants import chaos_topology
-from chaos.scenario import REPLICA_NODE, SCALE, node_up, under_load, verdict
+from chaos.scenario import REPLICA_NODE, SCALE, under_load, verdict
 
 pytestmark = pytest.mark.cluster
 
@@ -28,7 +28,7 @@ async def test_replica_killed_and_restarted(cluster_backend: str, tmp_path: Path
             await until(lambda: not manager.stats()["replica-1"]["up"], 10, "replica-1 ejected")
             await asyncio.sleep(SCALE.fault)
             await run_cluster("up", REPLICA_NODE[topology.kind])
-            await until(lambda: node_up(manager, "replica-1"), 20, "replica-1 readmitted")
+            await until(lambda: manager.stats()["replica-1"]["up"], 20, "replica-1 readmitted")
         reads_before = reads_on(manager, "replica-1")
         await until(lambda: reads_on(manager, "replica-1") > reads_before, 10, "reads on replica-1 again")
         figures = await verdict("replica killed+restarted", manager, topology, load)

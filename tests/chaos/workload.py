@@ -201,9 +201,9 @@ class Load:
         """``with load.outage():`` marks the span in which failures are expected."""
         return _Window(self)
 
-    def figures(self, *, grace: float = 0.0) -> dict[str, Any]:
+    def figures(self) -> dict[str, Any]:
         """Counts of operations and failures, failures split by whether they fell in an outage
-        window (extended by ``grace`` seconds for the manager to notice the recovery)."""
+        window."""
 
         failed = [o for o in self.outcomes if not o.ok]
         errors = Counter(o.error.__name__ for o in failed if o.error is not None)
@@ -213,7 +213,7 @@ class Load:
             "writes": sum(o.kind == "write" for o in self.outcomes),
             "failed_reads": sum(o.kind == "read" for o in failed),
             "failed_writes": sum(o.kind == "write" for o in failed),
-            "failed_outside_outage": len(self.failures_outside_outage(grace=grace)),
+            "failed_outside_outage": len(self.failures_outside_outage()),
             "slowest_failure_s": round(max((o.took for o in failed), default=0.0), 2),
             "stale_reads": len(self.stale_reads),
             "errors": dict(errors),
