@@ -28,7 +28,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]
 from cluster import run_cluster  # noqa: E402
 
 from chaos.invariants import chaos_topology, check_invariants  # noqa: E402
-from chaos.scenario import FAST_HEALTH, REPLICA_NODE, fresh_table, restore  # noqa: E402
+from chaos.scenario import REPLICA_NODE, chaos_manager, fresh_table, restore  # noqa: E402
 from chaos.workload import Ledger, Load  # noqa: E402
 
 MAX_LAG = 2.0
@@ -63,7 +63,7 @@ async def soak(
 ) -> int:
     topology = chaos_topology(backend, Path("/tmp"))
     await fresh_table(topology)
-    manager = topology.manager(**FAST_HEALTH, max_lag=MAX_LAG)
+    manager = chaos_manager(topology, max_lag=MAX_LAG)
     ledger = Ledger()
     load = Load(manager, ledger, max_lag=MAX_LAG)
     windows: list[dict[str, Any]] = []
