@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CLUSTER := bash scripts/cluster.sh
-SOURCES := aiopeewee_dist tests examples
+SOURCES := aiopeewee_dist tests examples scripts
 
 # Shared by `lint` and `test`; kept as text (not `$(MAKE) lint`) so that `make -n test` runs nothing.
 LINT := $(BIN)/ruff check $(SOURCES) && \

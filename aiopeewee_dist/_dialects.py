@@ -1,9 +1,18 @@
 """peewee-async database classes wired to a node's pool and node-keyed connection state.
 
-Each node owns one of these: it compiles SQL for the node's dialect, and if an
-application binds an ``AioModel`` to it (``node.database``), peewee-async's own
-``aio_*`` methods use the node's pool and transactions rather than peewee-async's
-global connection slot.
+Each node owns one of these: it compiles SQL for the node's dialect, and it is what
+``manager.database`` returns for the primary. Code written for peewee-async 2.1 behaves the
+same on it (docs/peewee-async.md), with the node's pool and node-keyed connection state in
+place of peewee-async's pool and its one global connection slot:
+
+- ``aio_connection()`` pins one connection of the node to the task; inside it
+  ``aio_begin()``/``aio_savepoint()`` return started ``peewee_async.Transaction`` objects
+  whose ``commit()``/``rollback()`` run on that connection;
+- ``aio_atomic()`` is a transaction, nested ones are savepoints; ``aio_transaction()`` inside
+  an open transaction raises ``OperationalError("Transaction already opened")``;
+- ``pool_backend`` acquires and releases the node's connections (what
+  ``peewee_async.testing.TransactionTestCase`` uses), ``is_connected`` reflects the pools;
+- ``allow_sync()`` opens peewee's synchronous connection to the node.
 """
 
 from __future__ import annotations
@@ -16,43 +25,139 @@ import peewee
 import peewee_async
 from peewee_async.pool import PoolBackend
 
+from . import _context
+from ._compat import PeeweeAsyncHooks
+from ._url import connect_kwargs
+
 if TYPE_CHECKING:
     from ._node import Node
+    from ._pool import PooledConnection
 
 __all__ = ["dialect_for"]
 
+_NOT_IN_CONNECTION = "This method can only be called within the aio_connection context manager"
+
 
 class _NodePoolBackend(PoolBackend):
-    """Stands in for peewee-async's pool: the node's own pool does the work."""
+    """peewee-async's pool interface over the node's own pool (its writer pool on SQLite)."""
+
+    node: Node
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(database=kwargs.pop("database", ""))
+        self._leased: dict[int, PooledConnection] = {}
+
+    @property
+    def is_connected(self) -> bool:
+        return self.node.is_open
 
     def has_acquired_connections(self) -> bool:
-        return False
+        return self.node.busy > 0
 
-    async def acquire(self) -> Any:
-        raise peewee.OperationalError("use the node's connection() instead")
-
-    async def release(self, conn: Any) -> None:
-        raise peewee.OperationalError("use the node's connection() instead")
+    async def connect(self) -> None:
+        await self.node.open()
 
     async def create(self) -> None:
-        pass
+        await self.node.open()
+
+    async def acquire(self) -> Any:
+        pc = await self.node.pool.acquire()
+        self._leased[id(pc.conn)] = pc
+        return pc.conn
+
+    async def release(self, conn: Any) -> None:
+        pc = self._leased.pop(id(conn), None)
+        if pc is None:
+            raise peewee.OperationalError(
+                f"node {self.node.name!r}: release() of a connection acquire() did not give"
+            )
+        # The pool rolls back a connection returned inside a transaction before reusing it.
+        self.node.pool.release(pc, broken=self.node.driver.is_closed(conn))
 
     async def close(self) -> None:
-        pass
+        await self.node.close()
 
 
-class _NodeDatabase(peewee_async.databases.AioDatabase):
+class _ManualTransaction(peewee_async.Transaction):
+    """What ``aio_begin()``/``aio_savepoint()`` return: runs on the task's pinned connection.
+
+    Its statements go through the node (statistics, ``query_timeout``, error mapping), and it
+    counts as an open block of the connection, so ``aio_atomic()`` inside it is a savepoint.
+    """
+
+    def __init__(self, node: Node, binding: _context.Binding, *, savepoint: bool) -> None:
+        super().__init__(binding.conn, is_savepoint=savepoint)
+        self._node = node
+        self._binding = binding
+        self._open = False
+
+    async def execute(self, sql: str) -> None:
+        if _context.bound(self._node) is not self._binding:
+            raise peewee.OperationalError(
+                f"node {self._node.name!r}: the aio_connection() block of this transaction has ended"
+            )
+        await self._node.run_sql(sql, write=False)
+
+    async def begin(self) -> None:
+        await super().begin()
+        self._open = True
+        self._binding.depth += 1
+
+    async def commit(self) -> None:
+        try:
+            await super().commit()
+        finally:
+            self._close()
+
+    async def rollback(self) -> None:
+        try:
+            await super().rollback()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self._open:
+            self._open = False
+            self._binding.depth -= 1
+
+
+def _open_blocks(node: Node) -> int:
+    """Transaction blocks the current task has open on ``node`` (0: none, or not pinned)."""
+    binding = _context.bound(node)
+    return 0 if binding is None else binding.depth
+
+
+@asynccontextmanager
+async def _atomic(node: Node, savepoint: bool) -> AsyncIterator[None]:
+    from ._transaction import Transaction
+
+    if not savepoint and _open_blocks(node) > 0:
+        # peewee-async refuses to nest aio_transaction(); the enclosing block rolls back.
+        raise peewee.OperationalError("Transaction already opened")
+    async with Transaction(node):
+        yield
+
+
+class _NodeDatabase(PeeweeAsyncHooks, peewee_async.databases.AioDatabase):
     pool_backend_cls = _NodePoolBackend
+    pool_backend: _NodePoolBackend
     node: Node
 
     def aio_connection(self) -> Any:
         return self.node.connection()
 
-    def _aio_atomic(self, use_savepoint: bool = False) -> AbstractAsyncContextManager[None]:
-        return _atomic(self.node)
+    def atomic_block(self, *, savepoint: bool) -> AbstractAsyncContextManager[None]:
+        return _atomic(self.node, savepoint)
+
+    async def begin_block(self, *, savepoint: bool) -> peewee_async.Transaction:
+        binding = _context.bound(self.node)
+        if binding is None:
+            raise peewee.OperationalError(_NOT_IN_CONNECTION)
+        if not savepoint and binding.depth > 0:
+            raise peewee.OperationalError("Transaction already opened")
+        transaction = _ManualTransaction(self.node, binding, savepoint=savepoint)
+        await transaction.begin()
+        return transaction
 
     async def aio_connect(self) -> None:
         await self.node.open()
@@ -62,20 +167,19 @@ class _NodeDatabase(peewee_async.databases.AioDatabase):
 
     @property
     def is_connected(self) -> bool:
-        return not self.node.closed
+        return self.node.is_open
 
-    def execute_sql(self, *args: Any, **kwargs: Any) -> Any:
-        raise peewee.OperationalError(
-            f"synchronous query on node {self.node.name!r}: await it through the manager instead"
-        )
+    def sync_connect_params(self) -> dict[str, Any]:
+        url = self.node.url
+        if url.backend == "aiosqlite":
+            return {}  # peewee passes the file name and its own timeout
+        params = connect_kwargs(url)
+        if url.dialect == "mysql":
+            params.pop("db", None)  # peewee passes database=
+        return params
 
-
-@asynccontextmanager
-async def _atomic(node: Node) -> AsyncIterator[None]:
-    from ._transaction import Transaction
-
-    async with Transaction(node):
-        yield
+    def sync_target(self) -> str:
+        return f"node {self.node.name!r}"
 
 
 class PsycopgDatabase(_NodeDatabase, peewee_async.Psycopg3Database):
@@ -106,4 +210,5 @@ def dialect_for(node: Node) -> peewee_async.databases.AioDatabase:
     """A database object for ``node``: holds no credentials, opens no connections itself."""
     database = _CLASSES[node.url.backend](node.url.database)
     database.node = node
+    database.pool_backend.node = node
     return database
