@@ -14,7 +14,7 @@ LINT := $(BIN)/ruff check $(SOURCES) && \
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: help venv demo conduit conduit-cluster cluster-up cluster-down lint test chaos soak bench
+.PHONY: help venv demo conduit conduit-cluster cluster-up cluster-down lint test chaos soak bench compat
 
 help:
 	@echo "make demo          run examples/quickstart.py (SQLite, no server needed)"
@@ -23,6 +23,7 @@ help:
 	@echo "make test          start the local cluster, lint, run every test, stop the cluster"
 	@echo "make chaos         the fault scenarios of tests/chaos at full size, figures in .chaos/figures.json"
 	@echo "make soak          mixed load with a fault every 30 s for SOAK_MINUTES (10); errors, p99, memory"
+	@echo "make compat PEEWEE_ASYNC_SRC=DIR  peewee-async 2.1.0's own suite, plain and through Manager(url).database"
 	@echo "make lint          ruff check, ruff format --check, mypy --strict"
 	@echo "make cluster-up    install (if missing) and start the PostgreSQL/MariaDB/PgBouncer topology"
 	@echo "make cluster-down  stop it"
@@ -89,6 +90,24 @@ soak: venv
 	status=0; \
 	{ $(CLUSTER) install && $(CLUSTER) start && \
 	  $(BIN)/python tests/chaos/soak.py --minutes $(SOAK_MINUTES); } || status=$$?; \
+	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
+	exit $$status
+
+# peewee-async 2.1.0's own test suite, run on plain peewee-async and with its databases replaced by
+# Manager(url).database, figures per backend (scripts/compat/run.py, docs/peewee-async.md). Not part
+# of `make test`: it needs a checkout of the suite, outside this repository, e.g.
+#   git clone --branch v2.1.0 --depth 1 https://github.com/05bit/peewee-async ../peewee-async-2.1.0
+# COMPAT_ARGS: passed to run.py (e.g. --backends sqlite,psycopg -- -k transaction).
+PEEWEE_ASYNC_SRC ?= ../peewee-async-2.1.0
+COMPAT_ARGS ?=
+
+compat: venv
+	@test -f "$(PEEWEE_ASYNC_SRC)/tests/conftest.py" || { echo "PEEWEE_ASYNC_SRC=$(PEEWEE_ASYNC_SRC) is not a \
+	peewee-async checkout: git clone --branch v2.1.0 --depth 1 https://github.com/05bit/peewee-async DIR, \
+	then make compat PEEWEE_ASYNC_SRC=DIR" >&2; exit 2; }
+	status=0; \
+	{ $(CLUSTER) install && $(CLUSTER) start && \
+	  $(BIN)/python scripts/compat/run.py --src "$(PEEWEE_ASYNC_SRC)" $(COMPAT_ARGS); } || status=$$?; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
 	exit $$status
 
