@@ -17,7 +17,7 @@ place of peewee-async's pool and its one global connection slot:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ._node import Node
     from ._pool import PooledConnection
 
-__all__ = ["dialect_for"]
+__all__ = ["dialect_for", "following_database"]
 
 _NOT_IN_CONNECTION = "This method can only be called within the aio_connection context manager"
 
@@ -41,11 +41,16 @@ _NOT_IN_CONNECTION = "This method can only be called within the aio_connection c
 class _NodePoolBackend(PoolBackend):
     """peewee-async's pool interface over the node's own pool (its writer pool on SQLite)."""
 
-    node: Node
+    resolve: Callable[[], Node]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(database=kwargs.pop("database", ""))
-        self._leased: dict[int, PooledConnection] = {}
+        # By connection: the node it came from (the primary may change before it is released).
+        self._leased: dict[int, tuple[Node, PooledConnection]] = {}
+
+    @property
+    def node(self) -> Node:
+        return self.resolve()
 
     @property
     def is_connected(self) -> bool:
@@ -61,18 +66,20 @@ class _NodePoolBackend(PoolBackend):
         await self.node.open()
 
     async def acquire(self) -> Any:
-        pc = await self.node.pool.acquire()
-        self._leased[id(pc.conn)] = pc
+        node = self.node
+        pc = await node.pool.acquire()
+        self._leased[id(pc.conn)] = (node, pc)
         return pc.conn
 
     async def release(self, conn: Any) -> None:
-        pc = self._leased.pop(id(conn), None)
-        if pc is None:
+        leased = self._leased.pop(id(conn), None)
+        if leased is None:
             raise peewee.OperationalError(
-                f"node {self.node.name!r}: release() of a connection acquire() did not give"
+                f"node {self.node.name!r}: release() of a connection this pool_backend did not acquire()"
             )
+        node, pc = leased
         # The pool rolls back a connection returned inside a transaction before reusing it.
-        self.node.pool.release(pc, broken=self.node.driver.is_closed(conn))
+        node.pool.release(pc, broken=node.driver.is_closed(conn))
 
     async def close(self) -> None:
         await self.node.close()
@@ -141,7 +148,12 @@ async def _atomic(node: Node, savepoint: bool) -> AsyncIterator[None]:
 class _NodeDatabase(PeeweeAsyncHooks, peewee_async.databases.AioDatabase):
     pool_backend_cls = _NodePoolBackend
     pool_backend: _NodePoolBackend
-    node: Node
+    resolve: Callable[[], Node]
+
+    @property
+    def node(self) -> Node:
+        """The node this database runs on now (``manager.database``: the current primary)."""
+        return self.resolve()
 
     def aio_connection(self) -> Any:
         return self.node.connection()
@@ -206,9 +218,22 @@ _CLASSES: dict[str, type[_NodeDatabase]] = {
 }
 
 
+def _database(node: Node, resolve: Callable[[], Node]) -> peewee_async.databases.AioDatabase:
+    database = _CLASSES[node.url.backend](node.url.database)
+    database.resolve = database.pool_backend.resolve = resolve
+    return database
+
+
 def dialect_for(node: Node) -> peewee_async.databases.AioDatabase:
     """A database object for ``node``: holds no credentials, opens no connections itself."""
-    database = _CLASSES[node.url.backend](node.url.database)
-    database.node = node
-    database.pool_backend.node = node
-    return database
+    return _database(node, lambda: node)
+
+
+def following_database(primary: Callable[[], Node]) -> peewee_async.databases.AioDatabase:
+    """``manager.database``: the same, on whichever node ``primary()`` returns at each call.
+
+    Models bound to it at import time keep writing to the primary after a failover
+    (``replace_primary``, ``auto_failover``), where the old primary's database would
+    refuse them (closed, or now a read-only replica).
+    """
+    return _database(primary(), primary)

@@ -15,6 +15,7 @@ import peewee
 
 from . import _context
 from ._consistency import Consistency, ConsistencyMode, Session
+from ._dialects import following_database
 from ._errors import ConfigurationError, NodeUnavailable, RoutingError
 from ._health import HealthMonitor
 from ._node import Node, NodeRef, Role
@@ -138,6 +139,8 @@ class Manager(ModelShortcuts):
             fallback=fallback,
         )
         self.consistency_policy = consistency
+        # One object for the manager's life, so models bound to it at import time follow failover.
+        self._database = following_database(lambda: self.router.primary)
         self.monitor = HealthMonitor(
             primary=lambda: self.router.primary,
             replicas=lambda: self.router.replicas,
@@ -207,8 +210,11 @@ class Manager(ModelShortcuts):
 
     @property
     def database(self) -> peewee.Database:
-        """The primary's peewee-async database: bind ``AioModel`` classes to it if you like."""
-        database: peewee.Database = self.router.primary.database
+        """A peewee-async database on the current primary: bind ``AioModel`` classes to it.
+
+        Code written for peewee-async 2.1 behaves the same on it (docs/peewee-async.md).
+        """
+        database: peewee.Database = self._database
         return database
 
     async def connect(self) -> None:

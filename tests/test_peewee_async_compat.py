@@ -8,6 +8,7 @@ is ``make compat`` (scripts/compat/run.py, docs/peewee-async.md).
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import peewee
@@ -37,7 +38,7 @@ def aio_author(database: Any) -> type[peewee_async.AioModel]:
 
 async def primary_names(m: Manager) -> list[str]:
     query = Author.select(Author.name).order_by(Author.name).tuples()
-    return [name for (name,) in await m.execute(query, node="primary")]
+    return [name for (name,) in await m.execute(query, node=m.primary_node)]
 
 
 async def committed_elsewhere(m: Manager) -> int:
@@ -168,3 +169,22 @@ async def test_is_connected_reflects_open_pools(topology: Topology) -> None:
     finally:
         await lazy.close()
     assert lazy.database.is_connected is False
+
+
+async def test_database_follows_the_primary_after_failover(tmp_path: Path) -> None:
+    """Models bound to ``manager.database`` at import time keep writing to the primary."""
+    m = Manager(f"sqlite:///{tmp_path / 'first.db'}", health_check_interval=None)
+    db = m.database
+    AioAuthor = aio_author(db)
+    try:
+        await m.create_tables([Author])
+        await AioAuthor.aio_create(name="on-first")
+        await m.replace_primary(f"sqlite:///{tmp_path / 'second.db'}")
+        assert m.database is db
+        await m.create_tables([Author])
+        await AioAuthor.aio_create(name="on-second")
+        async with db.aio_atomic():
+            await AioAuthor.aio_create(name="in-atomic")
+        assert await primary_names(m) == ["in-atomic", "on-second"]
+    finally:
+        await m.close()
