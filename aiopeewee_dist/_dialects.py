@@ -17,7 +17,7 @@ place of peewee-async's pool and its one global connection slot:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from peewee_async.pool import PoolBackend
 
 from . import _context
 from ._compat import PeeweeAsyncHooks
+from ._query import is_write_sql
 from ._url import connect_kwargs
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["dialect_for", "following_database"]
 
 _NOT_IN_CONNECTION = "This method can only be called within the aio_connection context manager"
+#: Told about a write committed on a node (the manager's read-your-writes records it).
+WriteHook = Callable[["Node"], Awaitable[None]]
 
 
 class _NodePoolBackend(PoolBackend):
@@ -92,10 +95,13 @@ class _ManualTransaction(peewee_async.Transaction):
     counts as an open block of the connection, so ``aio_atomic()`` inside it is a savepoint.
     """
 
-    def __init__(self, node: Node, binding: _context.Binding, *, savepoint: bool) -> None:
+    def __init__(
+        self, node: Node, binding: _context.Binding, *, savepoint: bool, on_commit: WriteHook | None
+    ) -> None:
         super().__init__(binding.conn, is_savepoint=savepoint)
         self._node = node
         self._binding = binding
+        self._on_commit = on_commit
         self._open = False
 
     async def execute(self, sql: str) -> None:
@@ -115,6 +121,8 @@ class _ManualTransaction(peewee_async.Transaction):
             await super().commit()
         finally:
             self._close()
+        if self._on_commit is not None and not self.is_savepoint:
+            await self._on_commit(self._node)
 
     async def rollback(self) -> None:
         try:
@@ -135,13 +143,13 @@ def _open_blocks(node: Node) -> int:
 
 
 @asynccontextmanager
-async def _atomic(node: Node, savepoint: bool) -> AsyncIterator[None]:
+async def _atomic(node: Node, savepoint: bool, on_commit: WriteHook | None) -> AsyncIterator[None]:
     from ._transaction import Transaction
 
     if not savepoint and _open_blocks(node) > 0:
         # peewee-async refuses to nest aio_transaction(); the enclosing block rolls back.
         raise peewee.OperationalError("Transaction already opened")
-    async with Transaction(node):
+    async with Transaction(node, on_commit=on_commit):
         yield
 
 
@@ -149,6 +157,7 @@ class _NodeDatabase(PeeweeAsyncHooks, peewee_async.databases.AioDatabase):
     pool_backend_cls = _NodePoolBackend
     pool_backend: _NodePoolBackend
     resolve: Callable[[], Node]
+    on_write: WriteHook | None = None
 
     @property
     def node(self) -> Node:
@@ -159,7 +168,7 @@ class _NodeDatabase(PeeweeAsyncHooks, peewee_async.databases.AioDatabase):
         return self.node.connection()
 
     def atomic_block(self, *, savepoint: bool) -> AbstractAsyncContextManager[None]:
-        return _atomic(self.node, savepoint)
+        return _atomic(self.node, savepoint, self.on_write)
 
     async def begin_block(self, *, savepoint: bool) -> peewee_async.Transaction:
         binding = _context.bound(self.node)
@@ -167,9 +176,23 @@ class _NodeDatabase(PeeweeAsyncHooks, peewee_async.databases.AioDatabase):
             raise peewee.OperationalError(_NOT_IN_CONNECTION)
         if not savepoint and binding.depth > 0:
             raise peewee.OperationalError("Transaction already opened")
-        transaction = _ManualTransaction(self.node, binding, savepoint=savepoint)
+        transaction = _ManualTransaction(self.node, binding, savepoint=savepoint, on_commit=self.on_write)
         await transaction.begin()
         return transaction
+
+    async def aio_execute_sql(
+        self, sql: str, params: Sequence[Any] | None = None, fetch_results: Any = None
+    ) -> Any:
+        hook = self.on_write
+        if hook is None or not is_write_sql(sql):
+            return await super().aio_execute_sql(sql, params, fetch_results=fetch_results)
+        node = self.node
+        # Pinned so that causal read-your-writes reads the position on the session that wrote.
+        async with self.aio_connection():
+            result = await super().aio_execute_sql(sql, params, fetch_results=fetch_results)
+            if _open_blocks(node) == 0:  # inside a transaction its commit is the write
+                await hook(node)
+        return result
 
     async def aio_connect(self) -> None:
         await self.node.open()
@@ -218,7 +241,7 @@ _CLASSES: dict[str, type[_NodeDatabase]] = {
 }
 
 
-def _database(node: Node, resolve: Callable[[], Node]) -> peewee_async.databases.AioDatabase:
+def _database(node: Node, resolve: Callable[[], Node]) -> _NodeDatabase:
     database = _CLASSES[node.url.backend](node.url.database)
     database.resolve = database.pool_backend.resolve = resolve
     return database
@@ -229,11 +252,16 @@ def dialect_for(node: Node) -> peewee_async.databases.AioDatabase:
     return _database(node, lambda: node)
 
 
-def following_database(primary: Callable[[], Node]) -> peewee_async.databases.AioDatabase:
+def following_database(
+    primary: Callable[[], Node], on_write: WriteHook | None = None
+) -> peewee_async.databases.AioDatabase:
     """``manager.database``: the same, on whichever node ``primary()`` returns at each call.
 
     Models bound to it at import time keep writing to the primary after a failover
     (``replace_primary``, ``auto_failover``), where the old primary's database would
-    refuse them (closed, or now a read-only replica).
+    refuse them (closed, or now a read-only replica). ``on_write`` is awaited after each
+    write outside a transaction and after each commit.
     """
-    return _database(primary(), primary)
+    database = _database(primary(), primary)
+    database.on_write = on_write
+    return database

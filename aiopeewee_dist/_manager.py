@@ -140,7 +140,11 @@ class Manager(ModelShortcuts):
         )
         self.consistency_policy = consistency
         # One object for the manager's life, so models bound to it at import time follow failover.
-        self._database = following_database(lambda: self.router.primary)
+        self._database = following_database(
+            lambda: self.router.primary,
+            # peewee-async code's writes count for read-your-writes like the manager's own.
+            on_write=self._after_commit if consistency.mode is not None else None,
+        )
         self.monitor = HealthMonitor(
             primary=lambda: self.router.primary,
             replicas=lambda: self.router.replicas,

@@ -14,7 +14,7 @@ from typing import Any
 import peewee
 import peewee_async
 import pytest
-from conftest import Author, Topology
+from conftest import MODELS, Author, Topology
 from peewee_async.databases import fetchall
 from peewee_async.testing import TransactionTestCase
 from test_manager_api import node_stat, primary_answer
@@ -186,5 +186,36 @@ async def test_database_follows_the_primary_after_failover(tmp_path: Path) -> No
         async with db.aio_atomic():
             await AioAuthor.aio_create(name="in-atomic")
         assert await primary_names(m) == ["in-atomic", "on-second"]
+    finally:
+        await m.close()
+
+
+async def test_writes_through_the_database_count_for_read_your_writes(
+    cluster_topology: Topology,
+) -> None:
+    """After an ``AioModel`` write, the manager's reads in that context see it (sticky mode)."""
+    topology = cluster_topology
+    m = topology.manager(read_your_writes="sticky", sticky_seconds=60.0)
+    db = m.database
+    AioAuthor = aio_author(db)
+    try:
+        await m.drop_tables(MODELS)
+        await m.create_tables(MODELS)
+        await topology.wait_replicated()
+        with m.consistency():
+            assert (await m.raw_sql(topology.whoami_sql))[0] != primary_answer(topology)  # a replica
+            await AioAuthor.aio_create(name="written")
+            assert await m.raw_sql(topology.whoami_sql) == [primary_answer(topology)]
+        for write in ("atomic", "manual"):
+            with m.consistency():
+                if write == "atomic":
+                    async with db.aio_atomic():
+                        await AioAuthor.aio_create(name=write)
+                else:
+                    async with db.aio_connection():
+                        tr = await db.aio_begin()
+                        await AioAuthor.aio_create(name=write)
+                        await tr.commit()
+                assert await m.raw_sql(topology.whoami_sql) == [primary_answer(topology)], write
     finally:
         await m.close()
