@@ -53,6 +53,8 @@ async def test_aio_begin_savepoint_commit_and_rollback_inside_aio_connection(tab
     async with db.aio_connection() as conn:
         async with db.aio_connection() as inner:
             assert inner is conn  # nested blocks share the connection
+        # Deliberately not written (docs/peewee-async.md): one slot for every database object.
+        assert peewee_async.connection_context.get() is None
         tr = await db.aio_begin()
         assert isinstance(tr, peewee_async.Transaction) and not tr.is_savepoint
         await AioAuthor.aio_create(name="kept")
@@ -102,6 +104,32 @@ async def test_nested_aio_atomic_is_a_savepoint(tables: Manager) -> None:
             await AioAuthor.aio_create(name="b")
         assert await committed_elsewhere(m) == 0
     assert await primary_names(m) == ["a", "b"]
+
+
+async def test_manual_transactions_nest_like_aio_atomic(tables: Manager) -> None:
+    """Where peewee-async sends a second BEGIN (MariaDB then commits the open transaction)."""
+    m = tables
+    db = m.database
+    AioAuthor = aio_author(db)
+    async with db.aio_connection():
+        tr = await db.aio_begin()
+        with pytest.raises(peewee.OperationalError, match="Transaction already opened"):
+            await db.aio_begin()
+        await AioAuthor.aio_create(name="outer")
+        with pytest.raises(peewee.IntegrityError):
+            async with db.aio_atomic():  # a savepoint of the manual transaction
+                await AioAuthor.aio_create(name="outer")
+        with pytest.raises(peewee.OperationalError, match="Transaction already opened"):
+            async with db.aio_transaction():
+                pass
+        assert await committed_elsewhere(m) == 0
+        await tr.commit()
+    async with db.aio_atomic():
+        with pytest.raises(peewee.OperationalError, match="Transaction already opened"):
+            async with db.aio_connection():
+                await db.aio_begin()
+    assert await primary_names(m) == ["outer"]
+    assert set(node_stat(m, "acquired").values()) == {0}
 
 
 async def test_transaction_test_case_rolls_back_on_the_primary(tables: Manager, topology: Topology) -> None:

@@ -114,7 +114,7 @@ def _escape_psycopg_dsn() -> None:
     peewee_async.pool.format_dsn = format_dsn
 
 
-def _manager_factory(name: str, url: str) -> Callable[..., Any]:
+def _manager_factory(url: str) -> Callable[..., Any]:
     from aiopeewee_dist import Manager
 
     def build(database: Any = None, **_params: Any) -> Any:
@@ -123,7 +123,6 @@ def _manager_factory(name: str, url: str) -> Callable[..., Any]:
         # The suite's pools hold up to 5 connections; the same here.
         return Manager(url, max_size=5).database
 
-    build.compat_name = name  # type: ignore[attr-defined]
     return build
 
 
@@ -135,7 +134,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _escape_psycopg_dsn()
     if MODE == "manager":
         for name, url in _urls().items():
-            db_config.DB_CLASSES[name] = _manager_factory(name, url)
+            db_config.DB_CLASSES[name] = _manager_factory(url)
     config.stash[_OUTCOMES] = {}
     config.stash[_BACKENDS] = {}
 

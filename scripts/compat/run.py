@@ -26,6 +26,7 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -61,7 +62,7 @@ def _check_source(src: Path) -> None:
         sys.exit(f"{src} is peewee-async {version}; the measure is tag v{VERSION}")
 
 
-def run_mode(mode: str, src: Path, backends: str, extra: list[str]) -> dict[str, object]:
+def run_mode(mode: str, src: Path, backends: str, extra: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"aiopd-compat-{mode}-") as scratch:
         report = Path(scratch) / "report.json"
         env = _cluster_env()
@@ -84,17 +85,17 @@ def run_mode(mode: str, src: Path, backends: str, extra: list[str]) -> dict[str,
         subprocess.run(command, cwd=scratch, env=env, check=False)
         if not report.is_file():
             sys.exit(f"{mode}: pytest wrote no report (see its output above)")
-        result: dict[str, object] = json.loads(report.read_text())
+        result: dict[str, Any] = json.loads(report.read_text())
         return result
 
 
-def summarise(results: dict[str, dict[str, object]]) -> bool:
+def summarise(results: dict[str, dict[str, Any]]) -> bool:
     """Print the figures; True when no test failed in any mode."""
     print(f"\n{'backend':<10}{'mode':<9}{'passed':>8}{'failed':>8}{'excluded':>10}{'skipped':>9}{'total':>7}")
     ok = True
     for backend in (*BACKENDS, "none"):
         for mode, result in results.items():
-            tests = [t for t in result["tests"] if t["backend"] == backend]  # type: ignore[attr-defined]
+            tests = [t for t in result["tests"] if t["backend"] == backend]
             if not tests:
                 continue
             n = Counter(t["outcome"] for t in tests)
@@ -104,12 +105,12 @@ def summarise(results: dict[str, dict[str, object]]) -> bool:
                 f"{n['skipped']:>9}{len(tests):>7}"
             )
     for mode, result in results.items():
-        failed = sorted(t["test"] for t in result["tests"] if t["outcome"] == "failed")  # type: ignore[attr-defined]
+        failed = sorted(t["test"] for t in result["tests"] if t["outcome"] == "failed")
         if failed:
             print(f"\nfailed ({mode}):\n  " + "\n  ".join(failed))
     excluded = next(iter(results.values()))["excluded"]
     print("\nexcluded in manager mode (peewee-async internals):")
-    for test, reason in excluded.items():  # type: ignore[attr-defined]
+    for test, reason in excluded.items():
         print(f"  {test}: {reason}")
     return ok
 
