@@ -72,9 +72,7 @@ class _NodeDatabase(peewee_async.databases.AioDatabase):
 
 @asynccontextmanager
 async def _atomic(node: Node) -> AsyncIterator[None]:
-    from ._transaction import Transaction
-
-    async with Transaction(node):
+    async with node.transaction():
         yield
 
 
