@@ -67,6 +67,15 @@ class NodeHealth:
     def position(self) -> Position | None:
         return self.status.position if self.status else None
 
+    def readmit(self) -> None:
+        """Take the node as up again now (it became the primary)."""
+        self.up = True
+
+    def record_position(self, position: Position) -> None:
+        """A replayed position read outside the monitor's rounds (a causal read waiting)."""
+        if self.status is not None:
+            self.status = NodeStatus(self.status.is_replica, position)
+
     def staleness(self, now: float) -> float | None:
         """Upper bound on how old the node's data is at ``now``; None if unknown."""
         return None if self.fresh_as_of is None else max(now - self.fresh_as_of, 0.0)
@@ -232,6 +241,17 @@ class HealthMonitor:
         elif len(writable) > 1:
             names = ", ".join(node.name for node in writable)
             logger.warning("several replicas accept writes (%s); not choosing a primary", names)
+
+    async def refresh_positions(self, nodes: Sequence[Node]) -> None:
+        """Read the replayed position of ``nodes`` now (a failure is left to the next round)."""
+        for node in nodes:
+            try:
+                position = await node.current_position()
+            except Exception as exc:  # the rounds deal with broken nodes
+                logger.debug("node %s: reading its position failed: %r", node.name, exc)
+                continue
+            if position is not None:
+                node.health.record_position(position)
 
     def report(self, node: Node) -> dict[str, Any]:
         """The node's state as of its last check; ``lag`` is its staleness at that check."""

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from contextlib import aclosing, asynccontextmanager
-from typing import Any, Literal, cast
-
-import peewee
+from typing import Any, Literal
 
 from . import _context
 from ._bounded import bounded
+from ._cache import LRUCache
+from ._compat import cursor_wrapper, exception_wrapper
 from ._dialects import dialect_for
 from ._drivers import Result, get_driver
 from ._errors import NodeUnavailable, PoolTimeout, QueryTimeout, ReadOnlyError
@@ -31,11 +31,10 @@ __all__ = ["Node", "NodeRef", "Role"]
 
 Role = Literal["primary", "replica"]
 
-# Maps driver exceptions to Peewee's (IntegrityError, ...); not in peewee's type stubs.
-_exception_wrapper = cast(Any, peewee).__exception_wrapper__
 # An in-memory SQLite database lives exactly as long as its one connection.
 _FOREVER = 10.0**12
 _LATENCY_SAMPLES = 1024
+_MAX_COMPILED = 2048
 
 
 class Node:
@@ -78,10 +77,9 @@ class Node:
             name=name, driver=self.driver, url=url, options=options, read_only=role == "replica"
         )
         self.database = dialect_for(self)
-        # Compiled get() statements in this node's dialect (see _templates).
-        self._templates: dict[Any, Template] = {}
-        # Compiled execute() statements by query shape (see _shapes).
-        self._statements: dict[Any, Template] = {}
+        # Compiled statements in this node's dialect: shortcut lookups (_templates) and
+        # execute() shapes (_shapes), whose keys never collide (a lookup's starts with its class).
+        self._compiled: LRUCache[Any, Template] = LRUCache(_MAX_COMPILED)
         self.closed = False
         self.health = NodeHealth()
         self._counters: Counter[str] = Counter()
@@ -101,9 +99,14 @@ class Node:
         return self.health.up
 
     def set_role(self, role: Role) -> None:
-        """Change role (failover); connections opened for the old role are replaced."""
+        """Change role (failover); connections opened for the old role are replaced.
+
+        A node made primary is taken as up: it was just chosen for being reachable.
+        """
         self.role = role
         self.pool.read_only = role == "replica"
+        if role == "primary":
+            self.health.readmit()
         self.expire_connections()
 
     def _pools(self) -> list[ConnectionPool]:
@@ -257,7 +260,7 @@ class Node:
         conn = pc.conn
         driver = self.driver
         try:
-            with _exception_wrapper:
+            with exception_wrapper:
                 call = (
                     driver.execute(conn, sql, params)
                     if begin is None
@@ -306,7 +309,7 @@ class Node:
     async def execute(self, query: Any, *, write: bool = True) -> Any:
         """Run a Peewee query here and return what synchronous Peewee would."""
         shape = shape_of(query)
-        template = None if shape is None else statement_for(self._statements, self.database, query, shape)
+        template = None if shape is None else statement_for(self._compiled, self.database, query, shape)
         if shape is not None and template is not None:
             sql, params = template.sql, template.bind(shape.values)
         else:
@@ -316,7 +319,7 @@ class Node:
 
     def template(self, lookup: Lookup) -> Template | None:
         """This node's compiled statement for a shortcut's lookup (None: use the ordinary path)."""
-        return template_for(self._templates, self.database, lookup)
+        return template_for(self._compiled, self.database, lookup)
 
     async def run_template(self, template: Template, values: list[Any], *, write: bool) -> Any:
         """Run a template with these values; what ``execute`` of its query would return."""
@@ -351,11 +354,11 @@ class Node:
     ) -> AsyncGenerator[Any, None]:
         self._counters[self.QUERIES] += 1
         try:
-            with _exception_wrapper:
+            with exception_wrapper:
                 async with aclosing(self.driver.stream(binding.conn, sql, params, chunk_size)) as chunks:
                     async for chunk in chunks:
                         rows = model_rows(query, chunk)
-                        for row in rows if rows is not None else query._get_cursor_wrapper(chunk):
+                        for row in rows if rows is not None else cursor_wrapper(query, chunk):
                             yield row
         except BaseException as exc:
             if isinstance(exc, Exception):
@@ -379,6 +382,15 @@ class Node:
         stats[self.ERRORS] = self._counters[self.ERRORS]
         return stats
 
+    def stats(self, now: float) -> dict[str, Any]:
+        """:meth:`get_stats` plus latency percentiles (ms), role, up and lag, for ``Manager.stats``."""
+        entry: dict[str, Any] = dict(self.get_stats())
+        entry.update(_percentiles_ms(self.latencies))
+        entry["role"] = self.role
+        entry["up"] = self.healthy
+        entry["lag"] = self.health.staleness(now) if self.role == "replica" else 0.0
+        return entry
+
     async def drain(self, timeout: float) -> None:
         """Wait until no connection of this node is checked out (at most ``timeout``)."""
         deadline = time.monotonic() + timeout
@@ -394,3 +406,13 @@ class Node:
 
 #: How callers name a node: by name, by object, or None to let the router choose.
 NodeRef = str | Node | None
+
+
+def _percentiles_ms(samples: Iterable[float]) -> dict[str, float | None]:
+    ordered = sorted(samples)
+    if not ordered:
+        return {"latency_p50_ms": None, "latency_p95_ms": None, "latency_p99_ms": None}
+    last = len(ordered) - 1
+    return {
+        f"latency_p{p}_ms": round(ordered[min(last, round(last * p / 100))] * 1000, 3) for p in (50, 95, 99)
+    }

@@ -33,8 +33,9 @@ from . import _context
 from ._consistency import Consistency
 from ._errors import ConfigurationError, NoHealthyReplica, ReadOnlyError, RoutingError
 from ._node import Node
+from ._replication import Position
 
-__all__ = ["STRATEGIES", "Router", "Strategy", "StrategyName", "make_strategy"]
+__all__ = ["STRATEGIES", "Router", "Strategy", "StrategyName", "covering_replicas", "make_strategy"]
 
 logger = logging.getLogger("aiopeewee_dist.router")
 
@@ -94,6 +95,11 @@ def make_strategy(strategy: StrategyName | Strategy) -> Strategy:
         raise ConfigurationError(
             f"unknown routing strategy {strategy!r} (expected one of {', '.join(STRATEGIES)} or a callable)"
         ) from None
+
+
+def covering_replicas(nodes: Sequence[Node], needed: Position) -> list[Node]:
+    """The nodes whose last known position includes ``needed`` (causal reads)."""
+    return [n for n in nodes if n.health.position and n.health.position.covers(needed)]
 
 
 class _Primary:
@@ -175,6 +181,38 @@ class Router:
         known = ", ".join(repr(node.name) for node in self.nodes)
         raise RoutingError(f"no node named {name!r} (known: {known})")
 
+    # -- topology: replaced lists, never mutated ones (readers may be iterating) -----
+
+    def add_replica(self, node: Node) -> None:
+        if node.name in {n.name for n in self.nodes}:
+            raise ConfigurationError(f"a node named {node.name!r} already exists")
+        self.replicas = [*self.replicas, node]
+
+    def remove_replica(self, name: str) -> Node:
+        """Take a replica out of the read rotation at once; returns it."""
+        node = self.node(name)
+        if node not in self.replicas:
+            raise RoutingError(f"node {name!r} is not a replica")
+        self.replicas = [r for r in self.replicas if r is not node]
+        return node
+
+    def set_weight(self, name: str, weight: float) -> None:
+        self.node(name).weight = weight
+
+    def replace_primary(self, new: Node) -> Node:
+        """Make ``new`` the primary (it leaves the replicas); returns the old one.
+
+        Every replica's connections are renewed: after a failover they may follow the old
+        primary's timeline.
+        """
+        old = self.primary
+        self.replicas = [r for r in self.replicas if r is not new]
+        new.set_role("primary")
+        self.primary = new
+        for node in self.replicas:
+            node.expire_connections()
+        return old
+
     # -- overrides -----------------------------------------------------------------
 
     @contextmanager
@@ -244,6 +282,12 @@ class Router:
             self.counters[f"reads:{target.name}"] += 1
         return target
 
+    def reroute_read(self, failed: Node) -> Node:
+        """Another node for a read that found ``failed`` unreachable (counted as a retry)."""
+        retry = self.route(write=False, exclude=(failed,))
+        self.counters[self.RETRIES] += 1
+        return retry
+
     def eligible_replicas(self, exclude: Sequence[Node] = ()) -> list[Node]:
         """Replicas that are up, open, not excluded and (with ``max_lag``) fresh enough now."""
         max_lag = self.max_lag
@@ -269,7 +313,7 @@ class Router:
         candidates = self.eligible_replicas(exclude)
         needed = consistency.required_position()
         if needed is not None and candidates:
-            covering = [n for n in candidates if n.health.position and n.health.position.covers(needed)]
+            covering = covering_replicas(candidates, needed)
             if not covering:
                 self.counters[self.CAUSAL_PRIMARY] += 1
                 return self.primary

@@ -212,8 +212,8 @@ def test_manager_options_fail_naming_the_option(options: dict[str, Any]) -> None
         # (an int of any size is a valid count; math.isfinite() cannot take one beyond a float)
         finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
         assert value is None or finite, (name, value)
-    assert math.isfinite(manager.consistency_policy.sticky_seconds)
-    assert math.isfinite(manager.consistency_policy.causal_wait)
+    assert math.isfinite(manager._consistency.sticky_seconds)
+    assert math.isfinite(manager._consistency.causal_wait)
 
 
 @fast
