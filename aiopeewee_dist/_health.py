@@ -125,8 +125,8 @@ class HealthMonitor:
         if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
             # Cancel until it is done: a cancellation can be lost (Python 3.11's wait_for()
             # returns the inner result when it completes in the same loop turn as the cancel),
-            # and then the monitor slept on and a single wait() made close() hang forever.
-            # wait() neither raises the task's CancelledError nor swallows our own.
+            # so one cancel() is not enough to end the task. wait() neither raises the task's
+            # CancelledError nor swallows our own.
             while not task.done():
                 task.cancel()
                 await asyncio.wait([task], timeout=0.1)
@@ -140,9 +140,8 @@ class HealthMonitor:
             except Exception:  # one bad round must not end the monitor
                 logger.exception("health check round failed")
             # Python 3.11's wait_for() (probes, pool waits, pings) returns the inner result
-            # when it completes in the same loop turn as a cancel, losing the cancellation
-            # (measured: ~8% of cancels with a tight interval). Honour it here, or
-            # asyncio.run()'s shutdown, which cancels this task once, waits on it forever.
+            # when it completes in the same loop turn as a cancel, losing the cancellation.
+            # It is honoured here: asyncio.run()'s shutdown cancels this task only once.
             task = asyncio.current_task()
             if task is not None and getattr(task, "cancelling", lambda: 0)():
                 raise asyncio.CancelledError

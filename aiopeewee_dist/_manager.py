@@ -194,15 +194,13 @@ class Manager(ModelShortcuts, ManagerDeprecations):
 
     async def connect(self) -> None:
         """Open every node's pool now (``min_size`` connections each) and start the monitor."""
-        for node in self._router.nodes:
-            await node.open()
+        await self._router.open()
         self._ensure_monitor()
 
     async def close(self) -> None:
         """Stop the monitor and close every pool; connections in use close when returned."""
         await self._monitor.stop()
-        for node in self._router.nodes:
-            await node.close()
+        await self._router.close()
 
     async def __aenter__(self) -> Manager:
         await self.connect()
@@ -232,9 +230,7 @@ class Manager(ModelShortcuts, ManagerDeprecations):
 
     async def remove_replica(self, name: str, *, timeout: float = 30.0) -> None:
         """Take a replica out: new reads stop at once, reads in progress finish, then its pool closes."""
-        node = self._router.remove_replica(name)
-        await node.drain(timeout)
-        await node.close()
+        node = await self._router.remove_replica(name, drain=timeout)
         logger.info("replica %s removed", node.name)
 
     def set_weight(self, name: str, weight: float) -> None:
@@ -259,9 +255,8 @@ class Manager(ModelShortcuts, ManagerDeprecations):
                 raise ConfigurationError(f"a node named {new.name!r} already exists") from None
         if new is old:
             return old
-        self._router.replace_primary(new)
         logger.warning("primary is now %s (was %s)", new.name, old.name)
-        await old.close()
+        await self._router.replace_primary(new)
         return new
 
     async def _on_writable_replica(self, node: Node) -> None:

@@ -188,19 +188,22 @@ class Router:
             raise ConfigurationError(f"a node named {node.name!r} already exists")
         self.replicas = [*self.replicas, node]
 
-    def remove_replica(self, name: str) -> Node:
-        """Take a replica out of the read rotation at once; returns it."""
+    async def remove_replica(self, name: str, *, drain: float) -> Node:
+        """Take a replica out of the read rotation at once, let its reads in progress finish
+        (at most ``drain`` seconds), close it; returns it."""
         node = self.node(name)
         if node not in self.replicas:
             raise RoutingError(f"node {name!r} is not a replica")
         self.replicas = [r for r in self.replicas if r is not node]
+        await node.drain(drain)
+        await node.close()
         return node
 
     def set_weight(self, name: str, weight: float) -> None:
         self.node(name).weight = weight
 
-    def replace_primary(self, new: Node) -> Node:
-        """Make ``new`` the primary (it leaves the replicas); returns the old one.
+    async def replace_primary(self, new: Node) -> None:
+        """Make ``new`` the primary (it leaves the replicas) and close the old one.
 
         Every replica's connections are renewed: after a failover they may follow the old
         primary's timeline.
@@ -211,7 +214,17 @@ class Router:
         self.primary = new
         for node in self.replicas:
             node.expire_connections()
-        return old
+        await old.close()
+
+    async def open(self) -> None:
+        """Open every node's pool(s) now (``min_size`` connections each)."""
+        for node in self.nodes:
+            await node.open()
+
+    async def close(self) -> None:
+        """Close every node's pool(s); connections in use close when returned."""
+        for node in self.nodes:
+            await node.close()
 
     # -- overrides -----------------------------------------------------------------
 
@@ -260,8 +273,8 @@ class Router:
             tx = _context.current_transaction()
             if tx is not None and tx.node in self.nodes:
                 # A write inside a read-only transaction is the caller's mistake whichever node
-                # the transaction landed on: without this check one on a replica raised the
-                # generic "write to replica" RoutingError instead of ReadOnlyError.
+                # the transaction landed on (a replica, too): ReadOnlyError says so, where the
+                # replica check below would only say "write to replica".
                 if write and tx.read_only:
                     raise ReadOnlyError(f"write inside a read-only transaction on node {tx.node.name!r}")
                 target = tx.node

@@ -17,13 +17,11 @@ from ._base import Driver, Result
 def _escape(conn: Any, value: Any) -> str:
     """One parameter as SQL text.
 
-    Binary values are escaped here: aiomysql 0.3 sends ``bytes`` through PyMySQL's
-    ``escape_bytes_prefixed``, which PyMySQL 1.2 replaced by a string, so every bytes
-    parameter failed with "TypeError: 'str' object is not callable"; ``bytearray`` (what
-    peewee's BlobField gives for a model not bound to a MySQL database, i.e. always through a
-    Manager) and ``memoryview`` fell back to ``str()``, silently storing "bytearray(b'...')".
-    NaN and the infinities, which MySQL cannot store, fail as DataError like other values a
-    column cannot hold (PyMySQL raises ProgrammingError).
+    Binary values are escaped here: aiomysql 0.3 escapes ``bytes`` with a PyMySQL function
+    that PyMySQL 1.2 no longer has, and turns ``bytearray`` (what peewee's BlobField gives for
+    a model not bound to a MySQL database, i.e. always through a Manager) and ``memoryview``
+    into their ``str()``. NaN and the infinities, which MySQL cannot store, fail as DataError
+    like other values a column cannot hold (PyMySQL raises ProgrammingError).
     """
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"_binary X'{bytes(value).hex()}'"
