@@ -227,7 +227,7 @@ class Node:
                 return await self._run(pc, sql, params)
             result = await self._run(pc, sql, params, begin)
         except BaseException as exc:
-            if begin is not None and (self.driver.in_transaction(pc.conn) or self.driver.is_closed(pc.conn)):
+            if begin is not None and self._began(binding):
                 binding.begin = None  # the BEGIN reached the server (failed statements leave it open)
             binding.broken = binding.broken or self.breaks(pc, exc)
             raise
@@ -240,14 +240,16 @@ class Node:
         if begin is not None:
             binding.begin = None
             try:
-                await self._run(binding.pc, begin, ())
-            except BaseException as exc:
-                if not (
-                    self.driver.in_transaction(binding.pc.conn) or self.driver.is_closed(binding.pc.conn)
-                ):
-                    binding.begin = begin
-                binding.broken = binding.broken or self.breaks(binding.pc, exc)
+                await self._run_pinned(binding, begin, ())
+            except BaseException:
+                if not self._began(binding):
+                    binding.begin = begin  # still to be sent with the next statement
                 raise
+
+    def _began(self, binding: _context.Binding) -> bool:
+        """Whether a BEGIN sent on the binding's connection reached the server."""
+        conn = binding.pc.conn
+        return self.driver.in_transaction(conn) or self.driver.is_closed(conn)
 
     async def _run(
         self, pc: PooledConnection, sql: str, params: Sequence[Any], begin: str | None = None
