@@ -24,6 +24,7 @@ __all__ = [
     "NodePoolBackend",
     "StringField",
     "WriteQuery",
+    "aggregates",
     "aiomysql_detach",
     "aiomysql_quiet_cursor",
     "aiosqlite_call_in_thread",
@@ -41,6 +42,7 @@ __all__ = [
     "model_pk_expr",
     "populate_unsaved_relations",
     "prune_fields",
+    "set_limit",
     "set_model_pk",
 ]
 
@@ -89,6 +91,24 @@ QUERY_ATTRIBUTES: dict[str, tuple[str, ...]] = {
 def cursor_wrapper(query: Any, cursor: Any) -> Any:
     """The query's own wrapper over a cursor: rows as models, dicts, tuples, ..."""
     return query._get_cursor_wrapper(cursor)
+
+
+def set_limit(query: Any, limit: int | None, offset: int | None) -> None:
+    """Set a select's LIMIT and OFFSET in place (on a clone the caller owns)."""
+    query._limit = limit
+    query._offset = offset
+
+
+def aggregates(query: Any) -> bool:
+    """Whether a select groups, filters groups, uses windows or DISTINCT (so COUNT(*) must
+    wrap its own columns rather than ``SELECT 1``)."""
+    return (
+        query._having is not None
+        or query._group_by is not None
+        or query._windows is not None
+        or query._distinct is not None
+        or query._simple_distinct is True
+    )
 
 
 def create_table(schema: Any, *, safe: bool) -> Any:

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import peewee
 
-from ._compat import model_pk, model_pk_expr, populate_unsaved_relations, prune_fields, set_model_pk
+from ._compat import (
+    aggregates,
+    model_pk,
+    model_pk_expr,
+    populate_unsaved_relations,
+    prune_fields,
+    set_limit,
+    set_model_pk,
+)
 from ._transaction import Transaction
 
 if TYPE_CHECKING:
@@ -56,23 +64,15 @@ class ModelShortcuts(QueryRunner):
         """``SELECT COUNT(*)`` over the query, as Peewee's ``query.count()``."""
         clone = query.order_by().alias("_wrapped")
         if clear_limit:
-            clone._limit = clone._offset = None
-        simple = (
-            clone._having is None
-            and clone._group_by is None
-            and clone._windows is None
-            and clone._distinct is None
-            and clone._simple_distinct is not True
-        )
-        if simple:
+            set_limit(clone, None, None)
+        if not aggregates(clone):
             clone = clone.select(_pw.SQL("1"))
         wrapped = _pw.Select([clone], [_pw.fn.COUNT(_pw.SQL("1"))])
         return int(await self.scalar(wrapped, node=node) or 0)
 
     async def exists(self, query: Any, *, node: NodeRef = None) -> bool:
         clone = query.columns(_pw.SQL("1"))
-        clone._limit = 1
-        clone._offset = None
+        set_limit(clone, 1, None)
         return bool(await self.scalar(clone, node=node))
 
     async def get(self, source: type[M] | Any, *query: Any, node: NodeRef = None, **filters: Any) -> Any:

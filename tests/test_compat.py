@@ -89,6 +89,16 @@ def test_schema_statements() -> None:
     assert _sql(_compat.drop_table(schema, safe=True)) == 'DROP TABLE IF EXISTS "author"'
 
 
+def test_select_limits_and_aggregation() -> None:
+    query = Author.select().limit(5).offset(2)
+    _compat.set_limit(query, 1, None)
+    assert _sql(query).endswith("LIMIT %s")
+    assert not _compat.aggregates(Author.select())
+    assert _compat.aggregates(Author.select().group_by(Author.name))
+    assert _compat.aggregates(Author.select().distinct())
+    assert _compat.aggregates(Author.select().having(Author.name == "a"))
+
+
 def test_model_instance_internals() -> None:
     author = Author(name="ada", serial=1)
     assert _compat.model_pk(author) is None
