@@ -8,6 +8,8 @@ spreads models over several shards, each a Manager, by a shard key.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 from ._deprecations import module_attribute as _moved_attribute
 from ._errors import (
     AioPeeweeDistError,
@@ -67,7 +69,10 @@ __all__ = [
     "jump_hash",
 ]
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("aiopeewee-dist")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name: str) -> object:

@@ -17,7 +17,7 @@ from ._dispatch import Dispatcher
 from ._errors import ConfigurationError, RoutingError
 from ._health import HealthMonitor
 from ._node import Node, NodeRef, Role
-from ._options import PoolOptions, ReplicaPolicy, parse_weight
+from ._options import MAX_CHUNK, PoolOptions, ReplicaPolicy, count, parse_weight
 from ._query import is_write, is_write_sql
 from ._router import Router, Strategy, StrategyName
 from ._schema import create_tables, drop_tables
@@ -412,8 +412,7 @@ class Manager(ModelShortcuts, ManagerDeprecations):
         release the connection at once if you stop early. Routed like ``execute``
         when iteration starts; a failure mid-stream is not retried.
         """
-        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-            raise ConfigurationError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        count("chunk_size", chunk_size, upper=MAX_CHUNK)
         return RowStream(self._iterate(query, chunk_size, node))
 
     async def _iterate(self, query: Any, chunk_size: int, node: NodeRef) -> AsyncGenerator[Any, None]:
