@@ -8,7 +8,8 @@ spreads models over several shards, each a Manager, by a shard key.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from ._deprecations import module_attribute as _moved_attribute
 from ._errors import (
@@ -70,8 +71,8 @@ __all__ = [
 ]
 
 try:
-    __version__ = version("aiopeewee-dist")
-except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = _version("aiopeewee-dist")
+except _PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"
 
 

@@ -31,8 +31,6 @@ __all__ = ["Node", "NodeRef", "Role"]
 
 Role = Literal["primary", "replica"]
 
-# An in-memory SQLite database lives exactly as long as its one connection.
-_FOREVER = 10.0**12
 _LATENCY_SAMPLES = 1024
 _MAX_COMPILED = 2048
 
@@ -66,7 +64,8 @@ class Node:
         if url.backend == "aiosqlite":
             writer = options.replace(max_size=1, min_size=min(options.min_size, 1))
             if url.is_memory:
-                writer = writer.replace(min_size=1, max_lifetime=_FOREVER, max_idle=_FOREVER)
+                # Kept open for the node's life (min_size=1, keep_open): the database is the connection.
+                writer = writer.replace(min_size=1)
             else:
                 self._read_pool = ConnectionPool(
                     name=f"{name}/readers", driver=self.driver, url=url, options=options, read_only=True
@@ -74,7 +73,12 @@ class Node:
             options = writer
         self.options = options
         self.pool = ConnectionPool(
-            name=name, driver=self.driver, url=url, options=options, read_only=role == "replica"
+            name=name,
+            driver=self.driver,
+            url=url,
+            options=options,
+            read_only=role == "replica",
+            keep_open=url.is_memory,
         )
         self.database = dialect_for(self)
         # Compiled statements in this node's dialect: shortcut lookups (_templates) and

@@ -539,7 +539,7 @@ def test_sqlite_memory_database_survives_queries_and_loop_changes() -> None:
 def test_loop_shutdown_is_not_blocked_by_the_health_monitor(cluster_topology: Topology) -> None:
     """``asyncio.run()`` ends by cancelling the tasks left running, the health monitor among them,
     once, and then waits for them: a monitor that lost that cancellation hung the run forever."""
-    manager = cluster_topology.manager(health_check_interval=0.001)
+    manager = cluster_topology.manager(health_check_interval=0.01)
     errors: list[BaseException] = []
 
     async def session(delay: float) -> None:
