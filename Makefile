@@ -86,8 +86,8 @@ test: venv
 chaos: venv
 	status=0; \
 	{ $(CLUSTER) install && $(CLUSTER) start && \
-	  AIOPD_CHAOS=full AIOPD_CHAOS_REPORT=.chaos/figures.json AIOPD_REQUIRE_CLUSTER=1 \
-	  $(BIN)/pytest -q -p no:cacheprovider tests/chaos; } || status=$$?; \
+	  AIOPD_CHAOS=full AIOPD_CHAOS_REPORT=.chaos/figures.json AIOPD_DIFF_REPORT=.chaos/differential.jsonl \
+	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider tests/chaos tests/test_differential.py; } || status=$$?; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
 	exit $$status
 

@@ -18,7 +18,7 @@ from ._errors import ConfigurationError, RoutingError
 from ._health import HealthMonitor
 from ._node import Node, NodeRef, Role
 from ._options import MAX_CHUNK, PoolOptions, ReplicaPolicy, count, parse_weight
-from ._query import is_write, is_write_sql
+from ._query import first_page, is_write, is_write_sql
 from ._router import Router, Strategy, StrategyName
 from ._schema import create_tables, drop_tables
 from ._shortcuts import ModelShortcuts
@@ -381,7 +381,7 @@ class Manager(ModelShortcuts, ManagerDeprecations):
             template = target.template(lookup)
             if template is None:
                 select, _ = self._select_for(source, query, filters)
-                rows: list[Any] = await target.execute(select.limit(1), write=False)
+                rows: list[Any] = await target.execute(first_page(select), write=False)
             else:
                 rows = await target.run_template(template, lookup.values, write=False)
             return rows
