@@ -148,8 +148,12 @@ class Manager(ModelShortcuts, ManagerDeprecations):
             before_read=self._ensure_monitor,
         )
 
-    def _new_node(self, url: str, *, default_name: str, role: Role, name: str | None = None) -> Node:
-        return make_node(url, default_name=default_name, role=role, base=self.options, name=name)
+    def _new_node(
+        self, url: str, *, default_name: str, role: Role, name: str | None = None, weight: float | None = None
+    ) -> Node:
+        return make_node(
+            url, default_name=default_name, role=role, base=self.options, name=name, weight=weight
+        )
 
     @classmethod
     def from_env(
@@ -218,9 +222,7 @@ class Manager(ModelShortcuts, ManagerDeprecations):
     async def add_replica(self, url: str, *, name: str | None = None, weight: float | None = None) -> Node:
         """Add a read replica at runtime; it takes reads once it is known to be healthy."""
         default_name = f"replica-{self._replica_count + 1}"
-        node = self._new_node(url, default_name=default_name, role="replica", name=name)
-        if weight is not None:
-            node.weight = parse_weight(weight)
+        node = self._new_node(url, default_name=default_name, role="replica", name=name, weight=weight)
         check_dialects([*self._router.nodes, node])
         self._router.add_replica(node)
         self._replica_count += 1

@@ -13,17 +13,27 @@ from ._url import parse_url
 __all__ = ["check_dialects", "make_node", "replica_items", "urls_from_env"]
 
 
-def make_node(url: str, *, default_name: str, role: Role, base: PoolOptions, name: str | None = None) -> Node:
-    """A node for ``url``: its URL's node options (``name``, ``weight``, pool limits) override ``base``."""
+def make_node(
+    url: str,
+    *,
+    default_name: str,
+    role: Role,
+    base: PoolOptions,
+    name: str | None = None,
+    weight: float | None = None,
+) -> Node:
+    """A node for ``url``: its URL's node options (``name``, ``weight``, pool limits) override
+    ``base``; ``name`` and ``weight``, when given, override the URL's."""
     parsed = parse_url(url)
     node_name = validate_node_name(name or parsed.node_options.get("name") or default_name)
     overrides = {k: v for k, v in parsed.node_options.items() if k not in ("name", "weight")}
     try:
         options = PoolOptions.from_strings(overrides, base=base)
-        weight = parse_weight(parsed.node_options.get("weight", "1"))
+        url_weight = parse_weight(parsed.node_options.get("weight", "1"))
     except ConfigurationError as exc:
         raise ConfigurationError(f"node {node_name!r}: {exc}") from None
-    return Node(parsed, name=node_name, role=role, options=options, weight=weight)
+    node_weight = url_weight if weight is None else parse_weight(weight)
+    return Node(parsed, name=node_name, role=role, options=options, weight=node_weight)
 
 
 def replica_items(replicas: Sequence[str] | Mapping[str, str]) -> Iterable[tuple[str | None, str]]:
