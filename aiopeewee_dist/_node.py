@@ -64,7 +64,6 @@ class Node:
         if url.backend == "aiosqlite":
             writer = options.replace(max_size=1, min_size=min(options.min_size, 1))
             if url.is_memory:
-                # Kept open for the node's life (min_size=1, keep_open): the database is the connection.
                 writer = writer.replace(min_size=1)
             else:
                 self._read_pool = ConnectionPool(
@@ -78,7 +77,8 @@ class Node:
             url=url,
             options=options,
             read_only=role == "replica",
-            keep_open=url.is_memory,
+            # An in-memory SQLite database lives exactly as long as its one connection.
+            keep_forever=url.is_memory,
         )
         self.database = dialect_for(self)
         # Compiled statements in this node's dialect: shortcut lookups (_templates) and

@@ -71,12 +71,12 @@ class ConnectionPool:
         url: DatabaseURL,
         options: PoolOptions,
         read_only: bool = False,
-        keep_open: bool = False,
+        keep_forever: bool = False,
     ) -> None:
-        """``keep_open``: connections never reach ``max_lifetime`` (an in-memory SQLite
-        database lives exactly as long as its one connection)."""
+        """``keep_forever``: connections never reach ``max_lifetime`` (nor ``max_idle``, with
+        ``min_size`` equal to ``max_size``)."""
         self.name = name
-        self.keep_open = keep_open
+        self.keep_forever = keep_forever
         self.driver = driver
         self.url = url
         self.options = options
@@ -286,7 +286,7 @@ class ConnectionPool:
             raise
         self._counters[self.CONNECTIONS_OPENED] += 1
         # Up to 5% jitter so connections opened together do not all expire together.
-        lifetime = math.inf if self.keep_open else self.options.max_lifetime * (1 - random.random() * 0.05)
+        lifetime = math.inf if self.keep_forever else self.options.max_lifetime * (1 - random.random() * 0.05)
         return PooledConnection(conn, epoch, time.monotonic() + lifetime)
 
     def _discard_late_connection(self, connecting: asyncio.Future[Any]) -> None:
