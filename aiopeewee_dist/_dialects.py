@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import peewee
 import peewee_async
-from peewee_async.pool import PoolBackend
 
 from . import _context
-from ._compat import PeeweeAsyncHooks
+from ._compat import AioDatabase, PeeweeAsyncHooks, PoolBackend
 from ._query import is_write_sql
+from ._transaction import Transaction
 from ._url import connect_kwargs
 
 if TYPE_CHECKING:
@@ -144,8 +144,6 @@ def _open_blocks(node: Node) -> int:
 
 @asynccontextmanager
 async def _atomic(node: Node, savepoint: bool, on_commit: WriteHook | None) -> AsyncIterator[None]:
-    from ._transaction import Transaction
-
     if not savepoint and _open_blocks(node) > 0:
         # peewee-async refuses to nest aio_transaction(); the enclosing block rolls back.
         raise peewee.OperationalError("Transaction already opened")
@@ -153,7 +151,7 @@ async def _atomic(node: Node, savepoint: bool, on_commit: WriteHook | None) -> A
         yield
 
 
-class _NodeDatabase(PeeweeAsyncHooks, peewee_async.databases.AioDatabase):
+class _NodeDatabase(PeeweeAsyncHooks, AioDatabase):
     pool_backend_cls = _NodePoolBackend
     pool_backend: _NodePoolBackend
     resolve: Callable[[], Node]
@@ -247,14 +245,12 @@ def _database(node: Node, resolve: Callable[[], Node]) -> _NodeDatabase:
     return database
 
 
-def dialect_for(node: Node) -> peewee_async.databases.AioDatabase:
+def dialect_for(node: Node) -> AioDatabase:
     """A database object for ``node``: holds no credentials, opens no connections itself."""
     return _database(node, lambda: node)
 
 
-def following_database(
-    primary: Callable[[], Node], on_write: WriteHook | None = None
-) -> peewee_async.databases.AioDatabase:
+def following_database(primary: Callable[[], Node], on_write: WriteHook | None = None) -> AioDatabase:
     """``manager.database``: the same, on whichever node ``primary()`` returns at each call.
 
     Models bound to it at import time keep writing to the primary after a failover

@@ -23,7 +23,7 @@ import os
 import sys
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
@@ -80,18 +80,16 @@ def _urls() -> dict[str, str]:
 
 
 def _point_at_cluster(defaults: dict[str, dict[str, Any]]) -> None:
-    from aiopeewee_dist import parse_url
-
     for name, url in _urls().items():
         if name == "sqlite-pool":
             continue
-        parsed = parse_url(url)
+        parsed = urlsplit(url)
         defaults[name].update(
-            database=parsed.database,
-            host=parsed.host,
+            database=unquote(parsed.path.lstrip("/")),
+            host=parsed.hostname,
             port=parsed.port,
-            user=parsed.user,
-            password=parsed.password,
+            user=unquote(parsed.username or ""),
+            password=unquote(parsed.password or ""),
         )
 
 
