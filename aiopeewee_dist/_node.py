@@ -113,6 +113,11 @@ class Node:
             self.health.readmit()
         self.expire_connections()
 
+    @property
+    def is_open(self) -> bool:
+        """Whether a pool of this node is open: opened (``open()`` or first use), not closed since."""
+        return any(pool.is_open for pool in self._pools())
+
     def _pools(self) -> list[ConnectionPool]:
         return [self.pool] if self._read_pool is None else [self.pool, self._read_pool]
 
