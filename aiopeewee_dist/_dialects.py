@@ -99,6 +99,7 @@ _CLASSES: dict[str, type[_NodeDatabase]] = {
     "aiopg": AiopgDatabase,
     "aiomysql": MySQLDatabase,
     "aiosqlite": SqliteDatabase,
+    "fake": SqliteDatabase,
 }
 
 
