@@ -96,7 +96,8 @@ def _needs_cluster(item: pytest.Item) -> bool:
     cluster-only fixture, or a ``needs_cluster`` skip condition."""
     callspec = getattr(item, "callspec", None)
     params = callspec.params if callspec is not None else {}
-    if params.get("backend", "sqlite") != "sqlite" or "cluster_backend" in params:
+    # Backend-parametrised fixtures (``backend``, ``cluster_backend``, test_streaming's ``filled``).
+    if any(isinstance(value, str) and value in CLUSTER_BACKENDS for value in params.values()):
         return True
     if {"cluster_topology", "cluster_backend"} & set(getattr(item, "fixturenames", ())):
         return True
@@ -107,10 +108,13 @@ def _needs_cluster(item: pytest.Item) -> bool:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # ``-m "not cluster"`` selects exactly the tests that need no server (SQLite files and the
-    # fake servers of aiopeewee_dist.testing count as no server).
+    # fake servers of aiopeewee_dist.testing count as no server). The chaos suite's scenarios are
+    # load tests on every backend, SQLite included: ``slow``, like other full-size runs.
     for item in items:
         if _needs_cluster(item):
             item.add_marker(pytest.mark.cluster)
+        if item.path.parent.name == "chaos":
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -9,7 +9,7 @@ code above it::
 
     async def test_lagging_replica() -> None:
         with FakeCluster(replicas=1) as cluster:
-            manager = Manager(cluster.primary_url, replicas=cluster.replica_urls, max_lag=1.0)
+            manager = Manager(cluster.primary_url, replicas=cluster.replica_urls, max_lag=5.0)
             async with manager:
                 cluster.replicas[0].pause()          # replay stops: the replica falls behind
                 ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from pathlib import Path
 
 import peewee
 import pytest
@@ -248,3 +249,14 @@ async def test_streams_real_rows_in_chunks(manager: Manager, fake: FakeCluster) 
         async with manager.transaction():
             async for _ in manager.iterate(Item.select(), chunk_size=10):
                 pass
+
+
+def test_the_snippet_in_docs_testing_runs() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "testing.md").read_text()
+    section = text.split("## Fake servers", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, object] = {}
+    exec(compile(snippet, "docs/testing.md", "exec"), namespace)
+    cluster = namespace["cluster"]
+    assert isinstance(cluster, FakeCluster)
+    assert cluster.primary.name.endswith("replica-1") and not cluster.replicas[0].is_up
