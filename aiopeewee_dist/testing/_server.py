@@ -123,7 +123,8 @@ class FakeServer:
         self._stalled: list[asyncio.Future[None]] = []
         self._dir = tempfile.mkdtemp(prefix=f"aiopd-fake-{name}-")
         self.path = str(Path(self._dir) / "data.sqlite")
-        self._replay_db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # timeout=0: a lock held by a session fails the replay at once rather than blocking the loop.
+        self._replay_db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
         self._replay_db.execute("PRAGMA journal_mode = WAL")
         self._replay_db.execute("PRAGMA synchronous = OFF")
         _servers[name] = self
@@ -213,7 +214,12 @@ class FakeServer:
         self.read_only = False
 
     def follow(self, source: FakeServer) -> None:
-        """Become a read-only replica of ``source`` (which must hold this server's history)."""
+        """Become a read-only replica of ``source`` (which must hold this server's history).
+
+        A primary turned into a replica restarts (as after pg_rewind): its sessions are dropped.
+        """
+        if self.source is None:
+            self.drop_connections()
         self.source = source
         self.read_only = True
         self.catch_up()
@@ -245,8 +251,12 @@ class FakeServer:
                 break
             db = self._replay_db
             db.execute("BEGIN")
-            for sql, params in commit.statements:
-                db.execute(sql, params)
+            try:
+                for sql, params in commit.statements:
+                    db.execute(sql, params)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
             db.execute("COMMIT")
             self._history.append(commit)
 

@@ -260,3 +260,18 @@ def test_the_snippet_in_docs_testing_runs() -> None:
     cluster = namespace["cluster"]
     assert isinstance(cluster, FakeCluster)
     assert cluster.primary.name.endswith("replica-1") and not cluster.replicas[0].is_up
+
+
+async def test_a_demoted_primary_restarts_and_replays(fake: FakeCluster) -> None:
+    old, new = fake.primary, fake.replicas[0]
+    session = await old.connect(read_only=False)
+    await old.execute(session, "CREATE TABLE t (x)", ())
+    await old.execute(session, "BEGIN IMMEDIATE", ())  # holds the write lock
+    fake.failover(new, keep_old=True)
+    assert session.dropped  # restarted as a replica: its open transaction is gone
+    writer = await new.connect(read_only=False)
+    await new.execute(writer, "INSERT INTO t VALUES (1)", ())
+    reader = await old.connect(read_only=True)
+    assert (await old.execute(reader, "SELECT count(*) FROM t", ())).fetchone() == (1,)
+    for server, conn in ((new, writer), (old, reader)):
+        server.disconnect(conn)
