@@ -87,10 +87,12 @@ test: venv
 # no cluster needed), then the whole suite with the cluster (started and stopped as for `test`).
 COV := --cov=aiopeewee_dist --cov-branch --cov-report=term
 coverage: venv
-	$(BIN)/pytest -q -p no:cacheprovider -m "not cluster" $(COV) --cov-report=html:.coverage-html/serverless
 	status=0; \
+	$(BIN)/pytest -q -p no:cacheprovider -m "not cluster" $(COV) --cov-report=html:.coverage-html/serverless \
+	  || status=$$?; \
 	{ $(CLUSTER) install && $(CLUSTER) start && \
-	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider $(COV) --cov-report=html:.coverage-html/all; } || status=$$?; \
+	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider $(COV) --cov-report=html:.coverage-html/all; } \
+	  || status=$$?; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
 	exit $$status
 
