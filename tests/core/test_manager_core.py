@@ -34,17 +34,22 @@ async def test_topology_changes_refuse_what_makes_no_sense(manager: Manager, fak
     extra.close()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="causal_wait polls replicas with the primary's position query (pg_current_wal_lsn(),"
+    " @@last_gtid), which a standby refuses or answers for its own session: positions only move"
+    " with the monitor's rounds, so the wait runs out and the read goes to the primary",
+)
 async def test_causal_wait_lets_a_replica_catch_up(make_manager: MakeManager, fake: FakeCluster) -> None:
-    manager = make_manager(read_your_writes="causal", causal_wait=0.5, health_check_interval=30.0)
+    manager = make_manager(read_your_writes="causal", causal_wait=1.0, health_check_interval=30.0)
     await manager.create_tables([Item])
     for replica in fake.replicas:
         replica.delay(0.1)
     await manager.check_connections()
     await manager.create(Item, name="a")
-    # The replicas hold the row 0.1 s after the commit, within causal_wait: no primary read.
-    # (A PostgreSQL standby refuses pg_current_wal_lsn(), as the fake does: positions come
-    # from the monitor's rounds, so the wait ends at causal_wait and reads the primary.)
+    # The replicas hold the row 0.1 s after the commit, well within causal_wait.
     assert (await manager.get(Item, name="a")).name == "a"
+    assert manager.stats()["router"].get("causal_replica_reads", 0) == 1
 
 
 async def test_position_read_failure_sends_reads_to_the_primary(
