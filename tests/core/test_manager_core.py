@@ -29,7 +29,7 @@ async def test_topology_changes_refuse_what_makes_no_sense(manager: Manager, fak
     await manager.create(Item, name="on new")
     with pytest.raises(ConfigurationError, match="already exists"):
         await manager.replace_primary(f"{extra.url}?name=replica-3")
-    await manager.promote("replica-3")
+    await manager.replace_primary("replica-3")
     assert manager.primary_node.name == "replica-3"
     extra.close()
 
