@@ -17,13 +17,14 @@ export PIP_NO_INPUT := 1
 # The wheel and sdist as users get them: built, installed outside the checkout, smoke-run.
 DIST_CHECK := $(BIN)/python scripts/check_dist.py
 
-.PHONY: dist-check help venv demo conduit conduit-cluster cluster-up cluster-down lint test chaos soak bench compat
+.PHONY: dist-check help venv demo conduit conduit-cluster cluster-up cluster-down lint test coverage chaos soak bench compat
 
 help:
 	@echo "make demo          run examples/quickstart.py (SQLite, no server needed)"
 	@echo "make conduit       the RealWorld backend (examples/conduit) on SQLite, http://127.0.0.1:8000/api"
 	@echo "make conduit-cluster  the same on the PostgreSQL primary + 2 replicas (DATABASE_URL, DATABASE_REPLICA_URLS)"
 	@echo "make test          start the local cluster, lint, run every test, stop the cluster"
+	@echo "make coverage      branch coverage: the serverless tests alone (-m 'not cluster'), then the whole suite"
 	@echo "make chaos         the fault scenarios of tests/chaos at full size, figures in .chaos/figures.json"
 	@echo "make soak          mixed load with a fault every 30 s for SOAK_MINUTES (10); errors, p99, memory"
 	@echo "make dist-check    build the wheel and sdist, install the wheel in a fresh venv, import and run it"
@@ -80,6 +81,19 @@ test: venv
 	{ $(CLUSTER) install && $(CLUSTER) start && \
 	  $(LINT) && $(DIST_CHECK) && \
 	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider; } || status=$$?; \
+	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
+	exit $$status
+
+# Branch coverage of aiopeewee_dist twice: the serverless tests alone (fake servers and SQLite,
+# no cluster needed), then the whole suite with the cluster (started and stopped as for `test`).
+COV := --cov=aiopeewee_dist --cov-branch --cov-report=term
+coverage: venv
+	status=0; \
+	$(BIN)/pytest -q -p no:cacheprovider -m "not cluster" $(COV) --cov-report=html:.coverage-html/serverless \
+	  || status=$$?; \
+	{ $(CLUSTER) install && $(CLUSTER) start && \
+	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider $(COV) --cov-report=html:.coverage-html/all; } \
+	  || status=$$?; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
 	exit $$status
 

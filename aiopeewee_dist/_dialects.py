@@ -236,6 +236,7 @@ _CLASSES: dict[str, type[_NodeDatabase]] = {
     "aiopg": AiopgDatabase,
     "aiomysql": MySQLDatabase,
     "aiosqlite": SqliteDatabase,
+    "fake": SqliteDatabase,
 }
 
 
