@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CLUSTER := bash scripts/cluster.sh
+# The HA topologies (Patroni + etcd, Galera): tests/topology, stdlib only, so any python3 runs it.
+HA := PYTHONPATH=tests $(PYTHON) -m topology
 SOURCES := aiopeewee_dist tests examples
 
 # Shared by `lint` and `test`; kept as text (not `$(MAKE) lint`) so that `make -n test` runs nothing.
@@ -14,7 +16,7 @@ LINT := $(BIN)/ruff check $(SOURCES) && \
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: help venv demo conduit conduit-cluster cluster-up cluster-down lint test chaos soak bench
+.PHONY: help venv demo conduit conduit-cluster cluster-up cluster-down ha-up ha-down lint test chaos soak bench
 
 help:
 	@echo "make demo          run examples/quickstart.py (SQLite, no server needed)"
@@ -26,6 +28,8 @@ help:
 	@echo "make lint          ruff check, ruff format --check, mypy --strict"
 	@echo "make cluster-up    install (if missing) and start the PostgreSQL/MariaDB/PgBouncer topology"
 	@echo "make cluster-down  stop it"
+	@echo "make ha-up         install (if missing) and start Patroni+etcd (PostgreSQL x3) and Galera (MariaDB x3)"
+	@echo "make ha-down       stop them"
 	@echo "make venv          create .venv and install the package with its dev extras"
 	@echo "make bench         start the local cluster, benchmark every contender, write docs/benchmarks.md"
 	@echo "                   (BENCH_QUICK=1 fast smoke, BENCH_ROUNDS=N, BENCH_CONTENDERS=a,b)"
@@ -62,6 +66,12 @@ cluster-up:
 
 cluster-down:
 	$(CLUSTER) stop
+
+ha-up:
+	$(HA) up ha
+
+ha-down:
+	$(HA) down ha
 
 lint: venv
 	$(LINT)
