@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._errors import (
     AioPeeweeDistError,
+    CommitOutcomeUnknown,
     ConfigurationError,
     CrossShardError,
     EventLoopError,
@@ -30,6 +31,7 @@ from ._ids import IdGenerator, IdParts, ShardedIdField, decode_id
 from ._manager import Manager
 from ._node import Node
 from ._options import PoolOptions
+from ._retry import RetryingTransaction
 from ._sharding import ShardedManager, ShardTransaction
 from ._shardkeys import Ranges, jump_hash
 from ._transaction import Transaction
@@ -37,6 +39,7 @@ from ._url import DatabaseURL, parse_url
 
 __all__ = [
     "AioPeeweeDistError",
+    "CommitOutcomeUnknown",
     "ConfigurationError",
     "CrossShardError",
     "DatabaseURL",
@@ -56,6 +59,7 @@ __all__ = [
     "QueryTimeout",
     "Ranges",
     "ReadOnlyError",
+    "RetryingTransaction",
     "RoutingError",
     "ShardError",
     "ShardKeyError",

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, aclosing, asynccontextmanager
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import peewee
 
@@ -21,6 +21,7 @@ from ._node import Node, NodeRef, Role
 from ._options import PoolOptions, ReplicaPolicy, parse_weight, validate_node_name
 from ._query import is_write, is_write_sql
 from ._replication import UNKNOWN_POSITION, NodeStatus, Position
+from ._retry import RetryingTransaction, RetryPolicy
 from ._router import Router, Strategy, StrategyName
 from ._shortcuts import ModelShortcuts
 from ._templates import insert_lookup_for, lookup_for
@@ -30,6 +31,8 @@ from ._url import DatabaseURL, parse_url
 __all__ = ["Manager"]
 
 logger = logging.getLogger("aiopeewee_dist.router")
+#: stats()["router"] key: transactions re-run by ``transaction(retries=N)``.
+TRANSACTION_RETRIES = "transaction_retries"
 T = TypeVar("T")
 
 
@@ -354,27 +357,66 @@ class Manager(ModelShortcuts):
         session = self.consistency_policy.current()
         return session.token() if session is not None else None
 
+    @overload
     def transaction(
         self, *, node: NodeRef = None, isolation: str | None = None, read_only: bool = False
-    ) -> Transaction:
+    ) -> Transaction: ...
+
+    @overload
+    def transaction(
+        self,
+        *,
+        node: NodeRef = None,
+        isolation: str | None = None,
+        read_only: bool = False,
+        retries: int,
+        retry_backoff: float = 0.05,
+        retry_max_backoff: float = 2.0,
+    ) -> RetryingTransaction: ...
+
+    def transaction(
+        self,
+        *,
+        node: NodeRef = None,
+        isolation: str | None = None,
+        read_only: bool = False,
+        retries: int | None = None,
+        retry_backoff: float = 0.05,
+        retry_max_backoff: float = 2.0,
+    ) -> Transaction | RetryingTransaction:
         """A transaction block (or decorator) pinned to one connection; nested blocks are savepoints.
 
         It runs on the primary unless ``node`` says otherwise; a ``read_only=True``
         transaction may run on a replica. Inside ``read_only()`` it is read-only.
+
+        With ``retries=N`` it is a decorator (or ``.run(func, *args)``) that re-runs the whole
+        function in a new transaction, after a jittered backoff of up to ``retry_backoff * 2**k``
+        seconds (at most ``retry_max_backoff``), on a serialization failure, deadlock or Galera
+        certification conflict, or when the node was lost before COMMIT was sent. A lost COMMIT
+        raises :class:`CommitOutcomeUnknown` and is never re-run. See :mod:`._retry`.
         """
         router = self.router
 
         def resolve(read_only: bool) -> Node:
             return router.route(write=not read_only, node=node)
 
-        return Transaction(
-            resolve,
-            isolation=isolation,
-            read_only=read_only,
-            # Without read-your-writes a commit records nothing: no callback to await.
-            on_commit=self._after_commit if self.consistency_policy.mode is not None else None,
-            read_only_context=lambda: router.in_read_only,
-        )
+        def make() -> Transaction:
+            return Transaction(
+                resolve,
+                isolation=isolation,
+                read_only=read_only,
+                # Without read-your-writes a commit records nothing: no callback to await.
+                on_commit=self._after_commit if self.consistency_policy.mode is not None else None,
+                read_only_context=lambda: router.in_read_only,
+            )
+
+        if retries is None:
+            return make()
+        policy = RetryPolicy(retries=retries, backoff=retry_backoff, max_backoff=retry_max_backoff)
+        return RetryingTransaction(make, policy, on_retry=self._count_retry)
+
+    def _count_retry(self, attempt: int, error: BaseException) -> None:
+        self.router.counters[TRANSACTION_RETRIES] += 1
 
     async def _after_commit(self, node: Node) -> None:
         if node.role == "primary":

@@ -68,6 +68,9 @@ class Transaction:
         self._bind_token: Token[Any] | None = None
         self._tx_token: Token[Any] | None = None
         self._savepoint: str | None = None
+        #: Whether this block's COMMIT went out: a connection lost after that leaves the outcome
+        #: unknown (the retrying wrapper never re-runs such a block).
+        self.commit_sent = False
 
     def _resolve(self, read_only: bool) -> Node:
         from ._node import Node
@@ -148,6 +151,7 @@ class Transaction:
             elif exc_type is not None:
                 await node.run_sql("ROLLBACK", write=False)
             else:
+                self.commit_sent = True
                 await node.run_sql("COMMIT", write=False)
                 if self._on_commit is not None and not self.read_only:
                     # Still pinned: read-your-writes can read the position on this session.

@@ -43,7 +43,9 @@ class Galera:
     def __init__(self) -> None:
         base = offset()
         self.dir = state_dir() / "galera"
-        self.nodes = [GNode(n, 23306 + base + i, 24567 + base + 10 * i, 24597 + base + i) for i, n in enumerate(NODES)]
+        self.nodes = [
+            GNode(n, 23306 + base + i, 24567 + base + 10 * i, 24597 + base + i) for i, n in enumerate(NODES)
+        ]
 
     def node(self, name: str) -> GNode:
         for node in self.nodes:
@@ -59,7 +61,9 @@ class Galera:
         return {f"AIOPD_GALERA_{n.name.upper()}": self.url(n.name) for n in self.nodes}
 
     def install(self) -> None:
-        apt_install(["mariadb-server", "galera-4", "rsync"], [MARIADBD, "/usr/lib/galera/libgalera_smm.so", "rsync"])
+        apt_install(
+            ["mariadb-server", "galera-4", "rsync"], [MARIADBD, "/usr/lib/galera/libgalera_smm.so", "rsync"]
+        )
 
     # -- files -----------------------------------------------------------------------
 
@@ -72,7 +76,10 @@ class Galera:
     def _write_cnf(self, node: GNode) -> None:
         home = self._home(node.name)
         peers = ",".join(f"127.0.0.1:{n.gcomm}" for n in self.nodes)
-        options = f"gmcast.listen_addr=tcp://127.0.0.1:{node.gcomm};ist.recv_addr=127.0.0.1:{node.gcomm + 1};gcache.size=64M"
+        options = (
+            f"gmcast.listen_addr=tcp://127.0.0.1:{node.gcomm};"
+            f"ist.recv_addr=127.0.0.1:{node.gcomm + 1};gcache.size=64M"
+        )
         lines = [
             "[mysqld]", "user=mysql", f"datadir={home}/data", f"socket={home}/mysqld.sock",
             f"pid-file={home}/mysqld.pid", f"log-error={home}/error.log", f"port={node.port}",
@@ -135,7 +142,10 @@ class Galera:
     # -- start / stop ----------------------------------------------------------------
 
     def running(self, name: str) -> bool:
-        return read_pid(self._home(name) / "mysqld.pid") is not None or read_pid(self._home(name) / "daemon.pid") is not None
+        return (
+            read_pid(self._home(name) / "mysqld.pid") is not None
+            or read_pid(self._home(name) / "daemon.pid") is not None
+        )
 
     def start(self) -> float:
         """Bootstrap (first time: install-db on g1) and start every stopped node; seconds taken."""
@@ -143,17 +153,32 @@ class Galera:
         fresh = self._prepare()
         if fresh:
             first = NODES[0]
-            argv = ["mariadb-install-db", f"--defaults-file={self._cnf(first)}", "--user=mysql", "--skip-test-db"]
+            argv = [
+                "mariadb-install-db",
+                f"--defaults-file={self._cnf(first)}",
+                "--user=mysql",
+                "--skip-test-db",
+            ]
             subprocess.run(argv, check=True, capture_output=True)
             self._launch(first, bootstrap=True)
         elif not any(self.running(n) for n in NODES):
             self._launch(self._bootstrap_candidate(), bootstrap=True)
         primary = next(n for n in NODES if self.running(n))
-        wait(lambda: self.synced(primary), 60, f"Galera {primary} Synced", logs=[self._home(primary) / "error.log"])
+        wait(
+            lambda: self.synced(primary),
+            60,
+            f"Galera {primary} Synced",
+            logs=[self._home(primary) / "error.log"],
+        )
         for node in NODES:  # joiners one after another: one donor serves one SST at a time
             if not self.running(node):
                 self.start_node(node, wait_synced=False)
-                wait(lambda n=node: self.synced(n), 90, f"Galera {node} Synced", logs=[self._home(node) / "error.log"])
+                wait(
+                    lambda n=node: self.synced(n),
+                    90,
+                    f"Galera {node} Synced",
+                    logs=[self._home(node) / "error.log"],
+                )
         wait(self.healthy, 60, "Galera: 3 nodes Synced in a Primary component")
         if fresh:
             self._create_app_user(primary)
@@ -192,7 +217,12 @@ class Galera:
         self._launch(name, position=position)
         if wait_synced:
             size = sum(self.running(n) for n in NODES)
-            wait(lambda: self.synced(name, size), 90, f"Galera {name} Synced", logs=[self._home(name) / "error.log"])
+            wait(
+                lambda: self.synced(name, size),
+                90,
+                f"Galera {name} Synced",
+                logs=[self._home(name) / "error.log"],
+            )
         return time.monotonic() - started
 
     def _recover(self, name: str) -> str | None:
@@ -202,7 +232,9 @@ class Galera:
         log.unlink(missing_ok=True)
         argv = [MARIADBD, f"--defaults-file={self._cnf(name)}", "--wsrep-recover", f"--log-error={log}"]
         subprocess.run(argv, capture_output=True, check=False, timeout=120)
-        match = re.search(r"Recovered position:\s*(\S+:-?\d+)", log.read_text(errors="replace") if log.exists() else "")
+        match = re.search(
+            r"Recovered position:\s*(\S+:-?\d+)", log.read_text(errors="replace") if log.exists() else ""
+        )
         return match.group(1) if match and not match.group(1).endswith(":-1") else None
 
     def _create_app_user(self, name: str) -> None:
@@ -211,7 +243,8 @@ class Galera:
             name,
             f"CREATE USER IF NOT EXISTS '{APP_USER}'@'127.0.0.1' IDENTIFIED BY '{password}';"
             f" CREATE DATABASE IF NOT EXISTS aiopd; CREATE DATABASE IF NOT EXISTS chaos;"
-            f" GRANT ALL ON aiopd.* TO '{APP_USER}'@'127.0.0.1'; GRANT ALL ON chaos.* TO '{APP_USER}'@'127.0.0.1';"
+            f" GRANT ALL ON aiopd.* TO '{APP_USER}'@'127.0.0.1';"
+            f" GRANT ALL ON chaos.* TO '{APP_USER}'@'127.0.0.1';"
             # The chaos invariants read the server's view of the sessions and transactions.
             f" GRANT PROCESS ON *.* TO '{APP_USER}'@'127.0.0.1'",
         )

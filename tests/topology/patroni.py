@@ -88,7 +88,9 @@ class Patroni:
     # -- install ---------------------------------------------------------------------
 
     def install(self) -> None:
-        apt_install(["etcd-server", "etcd-client", "postgresql-15"], ["/usr/bin/etcd", str(PG_BIN / "postgres")])
+        apt_install(
+            ["etcd-server", "etcd-client", "postgresql-15"], ["/usr/bin/etcd", str(PG_BIN / "postgres")]
+        )
         if (self.venv / "bin" / "patroni").exists():
             return
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -116,10 +118,19 @@ class Patroni:
         return {m["name"]: (m.get("role", ""), m.get("state", "")) for m in data.get("members", [])}
 
     def leader(self) -> str | None:
-        return next((n for n, (role, state) in self.roles().items() if role == "leader" and state == "running"), None)
+        return next(
+            (n for n, (role, state) in self.roles().items() if role == "leader" and state == "running"), None
+        )
 
     def sync_standby(self) -> str | None:
-        return next((n for n, (role, state) in self.roles().items() if role == "sync_standby" and state == "streaming"), None)
+        return next(
+            (
+                n
+                for n, (role, state) in self.roles().items()
+                if role == "sync_standby" and state == "streaming"
+            ),
+            None,
+        )
 
     def healthy(self) -> bool:
         """A running leader, every other member streaming, one of them the synchronous standby."""
@@ -127,8 +138,14 @@ class Patroni:
         if len(roles) != len(self.members):
             return False
         leaders = [n for n, (role, state) in roles.items() if role == "leader" and state == "running"]
-        streaming = [n for n, (role, state) in roles.items() if role in ("replica", "sync_standby") and state == "streaming"]
-        return len(leaders) == 1 and len(streaming) == len(self.members) - 1 and self.sync_standby() is not None
+        streaming = [
+            n
+            for n, (role, state) in roles.items()
+            if role in ("replica", "sync_standby") and state == "streaming"
+        ]
+        return (
+            len(leaders) == 1 and len(streaming) == len(self.members) - 1 and self.sync_standby() is not None
+        )
 
     def timeline_of_all(self) -> set[int]:
         return {int(m.get("timeline", 0)) for m in (self.cluster() or {}).get("members", [])}
@@ -141,7 +158,10 @@ class Patroni:
             "scope": self.scope,
             "name": member.name,
             "log": {"level": "INFO"},
-            "restapi": {"listen": f"127.0.0.1:{member.rest_port}", "connect_address": f"127.0.0.1:{member.rest_port}"},
+            "restapi": {
+                "listen": f"127.0.0.1:{member.rest_port}",
+                "connect_address": f"127.0.0.1:{member.rest_port}",
+            },
             "etcd3": {"hosts": f"127.0.0.1:{self.etcd_port}"},
             "bootstrap": {
                 "dcs": {
@@ -152,7 +172,11 @@ class Patroni:
                     "postgresql": {
                         "use_pg_rewind": True,
                         "use_slots": True,
-                        "parameters": {"wal_log_hints": "on", "max_wal_senders": 10, "shared_buffers": "32MB"},
+                        "parameters": {
+                            "wal_log_hints": "on",
+                            "max_wal_senders": 10,
+                            "shared_buffers": "32MB",
+                        },
                     },
                 },
                 "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
@@ -225,11 +249,17 @@ class Patroni:
         if read_pid(self.dir / f"{name}.pid") is None:
             argv = [
                 "setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
-                "env", "HOME=/var/lib/postgresql", str(self.venv / "bin" / "patroni"), str(self.dir / f"{name}.yml"),
+                "env", "HOME=/var/lib/postgresql",
+                str(self.venv / "bin" / "patroni"), str(self.dir / f"{name}.yml"),
             ]  # fmt: skip
             daemon(argv, log=self.dir / f"{name}.log", pidfile=self.dir / f"{name}.pid")
         if wait_healthy:
-            wait(self.healthy, 90, f"Patroni healthy after starting {member.name}", logs=[self.dir / f"{name}.log"])
+            wait(
+                self.healthy,
+                90,
+                f"Patroni healthy after starting {member.name}",
+                logs=[self.dir / f"{name}.log"],
+            )
         return time.monotonic() - started
 
     def _create_app_user(self) -> None:
