@@ -31,9 +31,11 @@ from ._ids import IdGenerator, IdParts, ShardedIdField, decode_id
 from ._manager import Manager
 from ._node import Node
 from ._options import PoolOptions
+from ._patroni import PatroniProvider
 from ._retry import RetryingTransaction
 from ._sharding import ShardedManager, ShardTransaction
 from ._shardkeys import Ranges, jump_hash
+from ._topology import Member, TopologyProvider, TopologySnapshot
 from ._transaction import Transaction
 from ._url import DatabaseURL, parse_url
 
@@ -49,9 +51,11 @@ __all__ = [
     "IdGenerator",
     "IdParts",
     "Manager",
+    "Member",
     "NoHealthyReplica",
     "Node",
     "NodeUnavailable",
+    "PatroniProvider",
     "PoolClosed",
     "PoolError",
     "PoolOptions",
@@ -66,6 +70,8 @@ __all__ = [
     "ShardTransaction",
     "ShardedIdField",
     "ShardedManager",
+    "TopologyProvider",
+    "TopologySnapshot",
     "Transaction",
     "TransactionError",
     "decode_id",

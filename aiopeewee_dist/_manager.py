@@ -25,6 +25,7 @@ from ._retry import RetryingTransaction, RetryPolicy
 from ._router import Router, Strategy, StrategyName
 from ._shortcuts import ModelShortcuts
 from ._templates import insert_lookup_for, lookup_for
+from ._topology import TopologyFollower, TopologyProvider, check_interval, named_url
 from ._transaction import Transaction
 from ._url import DatabaseURL, parse_url
 
@@ -152,6 +153,8 @@ class Manager(ModelShortcuts):
         )
         self._monitor_enabled = policy.health_check_interval is not None
         self._replica_count = len(replica_nodes)
+        #: Set by :meth:`from_provider`: keeps the nodes in line with an HA system's view.
+        self.follower: TopologyFollower | None = None
 
     def _make_node(self, url: str, *, default_name: str, role: Role, name: str | None = None) -> Node:
         parsed = parse_url(url)
@@ -185,6 +188,29 @@ class Manager(ModelShortcuts):
             raise ConfigurationError(f"environment variable {primary_var} is not set")
         replicas = [url.strip() for url in env.get(replicas_var, "").split(",") if url.strip()]
         return cls(primary, replicas, **options)
+
+    @classmethod
+    async def from_provider(
+        cls, provider: TopologyProvider, *, refresh_interval: float = 1.0, **options: Any
+    ) -> Manager:
+        """A manager whose primary and replicas come from ``provider`` (e.g. :class:`PatroniProvider`).
+
+        The provider is asked once now, then every ``refresh_interval`` seconds while the manager
+        is open; each change goes through :meth:`replace_primary`, :meth:`add_replica` and
+        :meth:`remove_replica`. Nodes are named after the provider's members. ``auto_failover``
+        defaults to False here: the provider, not the health monitor, says who the primary is.
+        Other ``options`` are the constructor's.
+        """
+        check_interval("refresh_interval", refresh_interval, 0.05, 60.0)
+        snapshot = await provider.fetch()
+        leader = snapshot.primary
+        if leader is None:
+            raise NodeUnavailable(f"{provider!r} names no primary right now (an election may be running)")
+        options.setdefault("auto_failover", False)
+        replicas = {m.name: m.url for m in snapshot.replicas if m.name != leader.name}
+        manager = cls(named_url(leader.url, leader.name), replicas, **options)
+        manager.follower = TopologyFollower(manager, provider, interval=refresh_interval)
+        return manager
 
     def __repr__(self) -> str:
         names = ", ".join(node.name for node in self.router.nodes)
@@ -222,6 +248,8 @@ class Manager(ModelShortcuts):
 
     async def close(self) -> None:
         """Stop the monitor and close every pool; connections in use close when returned."""
+        if self.follower is not None:
+            await self.follower.stop()
         await self.monitor.stop()
         for node in self.router.nodes:
             await node.close()
@@ -236,6 +264,8 @@ class Manager(ModelShortcuts):
         await self.close()
 
     def _ensure_monitor(self) -> None:
+        if self.follower is not None:
+            self.follower.ensure_running()
         if self._monitor_enabled and self.router.replicas and not self.monitor.running:
             self.monitor.ensure_running()
 
@@ -494,6 +524,8 @@ class Manager(ModelShortcuts):
         return type(self).execute is Manager.execute
 
     async def _write(self, run: Callable[[Node], Awaitable[T]], node: NodeRef) -> T:
+        if self.follower is not None:
+            self.follower.ensure_running()
         target = self.router.route(write=True, node=node)
         policy = self.consistency_policy
         if policy.mode is None or _context.current_transaction() is not None:
