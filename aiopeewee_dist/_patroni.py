@@ -3,7 +3,8 @@
 Any member's REST API answers for the whole cluster (it reads the DCS), so the provider asks
 the members in turn, starting with the one that answered last, and one member down costs at
 most one ``timeout``. The leader becomes the primary; members with role ``replica`` or
-``sync_standby`` in an accepted state (``streaming`` by default) and within ``max_lag_bytes``
+``sync_standby`` in an accepted state (``streaming``, or ``running``: up but not streaming, as
+every replica is while the leader is lost) and within ``max_lag_bytes``
 become the replicas, once they are on the leader's timeline.
 Needs ``aiohttp`` (``pip install 'aiopeewee-dist[patroni]'``).
 """
@@ -62,7 +63,7 @@ class PatroniProvider:
         scheme: str = "postgresql",
         options: str = "",
         timeout: float = 1.0,
-        states: Sequence[str] = ("streaming",),
+        states: Sequence[str] = ("streaming", "running"),
         max_lag_bytes: int | None = None,
     ) -> None:
         if isinstance(rest_urls, str) or not rest_urls:

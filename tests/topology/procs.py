@@ -58,15 +58,25 @@ def apt_install(packages: Sequence[str], binaries: Sequence[str]) -> None:
     subprocess.run([*APT, *packages], check=True, env=env)
 
 
-def daemon(argv: Sequence[str], *, log: Path, pidfile: Path, cwd: Path | None = None) -> int:
-    """Start ``argv`` in its own session, output to ``log``; record and return its pid."""
+def daemon(argv: Sequence[str], *, log: Path, pidfile: Path) -> int:
+    """Start ``argv`` as a daemon in its own session, output to ``log``; record and return its pid.
+
+    A shell starts it in the background and exits at once, so the daemon is not our child (no
+    zombie, no Popen left running). Without job control ``setsid`` is no group leader there, so it
+    execs in place and ``$!`` is the daemon's own pid.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, cwd=cwd
-        )
-    pidfile.write_text(f"{proc.pid}\n")
-    return proc.pid
+    script = 'setsid "$@" >>"$AIOPD_DAEMON_LOG" 2>&1 </dev/null & echo $!'
+    proc = subprocess.run(
+        ["sh", "-c", script, "sh", *argv],
+        env={**os.environ, "AIOPD_DAEMON_LOG": str(log)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(proc.stdout.split()[0])
+    pidfile.write_text(f"{pid}\n")
+    return pid
 
 
 def read_pid(pidfile: Path) -> int | None:
