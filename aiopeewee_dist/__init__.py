@@ -27,6 +27,7 @@ from ._errors import (
     TransactionError,
 )
 from ._fanout import FanOutResult, FanOutStream
+from ._galera import GaleraProvider
 from ._ids import IdGenerator, IdParts, ShardedIdField, decode_id
 from ._manager import Manager
 from ._node import Node
@@ -48,6 +49,7 @@ __all__ = [
     "EventLoopError",
     "FanOutResult",
     "FanOutStream",
+    "GaleraProvider",
     "IdGenerator",
     "IdParts",
     "Manager",
