@@ -76,22 +76,30 @@ ha-down:
 lint: venv
 	$(LINT)
 
-# The cluster is stopped whatever happened before it; the exit status is that of the first failure.
+# The clusters are stopped whatever happened before; the exit status is that of the first failure.
+# The HA topologies (Patroni, Galera) start in the background while the replication cluster starts
+# and the linters run; pytest waits for them.
 test: venv
 	status=0; \
-	{ $(CLUSTER) install && $(CLUSTER) start && \
-	  $(LINT) && \
+	{ $(HA) install ha && { $(HA) up ha & ha_up=$$!; } && \
+	  $(CLUSTER) install && $(CLUSTER) start && \
+	  $(LINT) && wait $$ha_up && \
 	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider; } || status=$$?; \
+	wait; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
+	$(HA) down ha || echo "warning: the HA topologies did not stop" >&2; \
 	exit $$status
 
 # The chaos scenarios at full size (make test runs them short). Same cluster handling as `test`.
 chaos: venv
 	status=0; \
-	{ $(CLUSTER) install && $(CLUSTER) start && \
+	{ $(HA) install ha && { $(HA) up ha & ha_up=$$!; } && \
+	  $(CLUSTER) install && $(CLUSTER) start && wait $$ha_up && \
 	  AIOPD_CHAOS=full AIOPD_CHAOS_REPORT=.chaos/figures.json AIOPD_REQUIRE_CLUSTER=1 \
 	  $(BIN)/pytest -q -p no:cacheprovider tests/chaos; } || status=$$?; \
+	wait; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
+	$(HA) down ha || echo "warning: the HA topologies did not stop" >&2; \
 	exit $$status
 
 SOAK_MINUTES ?= 10
