@@ -91,6 +91,9 @@ class DatabaseURL:
     driver_options: Mapping[str, str] = field(default_factory=dict)
     #: Query parameters that are our node options (see NODE_OPTION_NAMES), as text.
     node_options: Mapping[str, str] = field(default_factory=dict)
+    #: PostgreSQL multi-host URLs (``h1:5432,h2:5432``): the hosts after the first, which libpq
+    #: tries in turn (with ``target_session_attrs`` choosing a primary or a standby).
+    more_hosts: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         # Read-only views keep the frozen instance actually immutable.
@@ -100,12 +103,21 @@ class DatabaseURL:
     def __reduce__(self) -> tuple[Any, ...]:
         # Mapping proxies can be neither pickled nor deep-copied: rebuild from plain dicts.
         fields = (self.backend, self.host, self.port, self.user, self.password, self.database)
-        return type(self), (*fields, dict(self.driver_options), dict(self.node_options))
+        return type(self), (*fields, dict(self.driver_options), dict(self.node_options), self.more_hosts)
 
     def __hash__(self) -> int:
         # Mapping proxies are unhashable, and equal mappings may differ in order.
         options = frozenset(self.driver_options.items()), frozenset(self.node_options.items())
-        return hash((self.backend, self.host, self.port, self.user, self.password, self.database, options))
+        fields = (
+            self.backend,
+            self.host,
+            self.port,
+            self.user,
+            self.password,
+            self.database,
+            self.more_hosts,
+        )
+        return hash((*fields, options))
 
     def obscured(self) -> str:
         """The URL as text with the password (and any ``sslpassword``) replaced by ``***``."""
@@ -118,14 +130,11 @@ class DatabaseURL:
                 userinfo = (
                     quote(self.user or "", safe="") + (":***" if self.password is not None else "") + "@"
                 )
-            host = self.host or ""
-            host = (
-                quote(host, safe="")
-                if host.startswith("/") or ":" not in host
-                else f"[{quote(host, safe=':')}]"
+            hosts = [(self.host or "", self.port), *self.more_hosts]
+            authority = ",".join(
+                _host_text(host) + ("" if port is None else f":{port}") for host, port in hosts
             )
-            port = "" if self.port is None else f":{self.port}"
-            text = f"{scheme}://{userinfo}{host}{port}/{quote(self.database, safe='')}"
+            text = f"{scheme}://{userinfo}{authority}/{quote(self.database, safe='')}"
         params = {**self.driver_options, **self.node_options}
         if params:
             text += "?" + "&".join(
@@ -149,6 +158,10 @@ class DatabaseURL:
     def dialect(self) -> Dialect:
         """The SQL dialect: ``"postgresql"``, ``"mysql"`` or ``"sqlite"``."""
         return _BACKENDS[self.backend][1]
+
+
+def _host_text(host: str) -> str:
+    return quote(host, safe="") if host.startswith("/") or ":" not in host else f"[{quote(host, safe=':')}]"
 
 
 def _split(raw: str) -> tuple[str, str, str] | None:
@@ -333,12 +346,20 @@ def _parse(raw: str) -> DatabaseURL:
     if at:
         raw_user, colon, raw_password = userinfo.partition(":")
         user, password = unquote(raw_user), (unquote(raw_password) if colon else None)
-    host, port = _parse_hostport(hostport, _BACKENDS[backend][2] or 0)
+    hosts = [_parse_hostport(part, _BACKENDS[backend][2] or 0) for part in hostport.split(",")]
+    if len(hosts) > 1 and _BACKENDS[backend][1] != "postgresql":
+        raise ConfigurationError(
+            "several hosts in one URL are a libpq feature: only postgresql:// URLs take them"
+        )
+    (host, port), more_hosts = hosts[0], tuple(hosts[1:])
     if not path[1:]:
         raise ConfigurationError("database name missing from URL path")
     if "/" in path[1:]:
         raise ConfigurationError("URL path must be only the database name (percent-encode '/' as %2F)")
-    return DatabaseURL(backend, host, port, user, password, unquote(path[1:]), driver_options, node_options)
+    database = unquote(path[1:])
+    return DatabaseURL(
+        backend, host, port, user, password, database, driver_options, node_options, more_hosts
+    )
 
 
 def parse_url(url: str) -> DatabaseURL:
@@ -390,6 +411,9 @@ def connect_kwargs(url: DatabaseURL) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"host": url.host, "port": url.port, "user": url.user, "password": url.password}
     if url.dialect == "postgresql":
         kwargs.update(dbname=url.database, **options)
+        if url.more_hosts:  # libpq's comma-separated lists, one port per host
+            hosts = [(url.host, url.port), *url.more_hosts]
+            kwargs.update(host=",".join(str(h) for h, _ in hosts), port=",".join(str(p) for _, p in hosts))
     elif url.dialect == "mysql":
         kwargs["db"] = url.database
         kwargs.update((k, v) for k, v in options.items() if not k.startswith("ssl_"))
