@@ -111,7 +111,12 @@ class TopologyFollower:
 
     async def _run(self) -> None:
         while True:
-            await self.refresh()
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one failed change must not end the follower
+                logger.exception("applying the provider's topology failed; trying again next refresh")
             await asyncio.sleep(self.interval)
 
     async def refresh(self) -> bool:
