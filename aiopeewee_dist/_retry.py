@@ -136,17 +136,19 @@ class RetryingTransaction:
             try:
                 return await self._attempt(func, args, kwargs)
             except _Retry as retry:
-                if attempt >= self.policy.retries:
-                    raise retry.cause from None
-                attempt += 1
-                if self._on_retry is not None:
-                    self._on_retry(attempt, retry.cause)
-                delay = self.policy.delay(attempt - 1)
-                logger.info(
-                    "transaction attempt %d failed (%s: %s); retrying in %.3f s",
-                    attempt, type(retry.cause).__name__, retry.cause, delay,
-                )  # fmt: skip
-                await asyncio.sleep(delay)
+                failure = retry.cause
+            if attempt >= self.policy.retries:
+                # Raised outside the except block: the error keeps its own cause and context.
+                raise failure
+            attempt += 1
+            if self._on_retry is not None:
+                self._on_retry(attempt, failure)
+            delay = self.policy.delay(attempt - 1)
+            logger.info(
+                "transaction attempt %d failed (%s: %s); retrying in %.3f s",
+                attempt, type(failure).__name__, failure, delay,
+            )  # fmt: skip
+            await asyncio.sleep(delay)
 
     async def _attempt(
         self, func: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -97,6 +97,34 @@ async def test_without_retries_the_conflict_is_raised(cluster_topology: Topology
         errors = [r for r in results if isinstance(r, BaseException)]
         assert len(errors) == 1 and isinstance(errors[0], peewee.OperationalError), results
         assert is_conflict(errors[0])
+
+
+async def test_retries_exhausted_raise_the_last_conflict(cluster_topology: Topology) -> None:
+    if cluster_topology.kind != "pg":
+        pytest.skip("PostgreSQL's SERIALIZABLE gives a deterministic 40001 here")
+    manager = cluster_topology.manager()
+    async with manager:
+        await fresh_accounts(manager, cluster_topology, 1, 100)
+        calls = 0
+
+        @manager.transaction(isolation="SERIALIZABLE", retries=1, retry_backoff=0.01)
+        async def always_conflicting() -> None:
+            # Each attempt meets a fresh writer that commits first: every attempt conflicts.
+            nonlocal calls
+            calls += 1
+            row = await manager.get(Account, id=0)
+            other = cluster_topology.manager()
+            try:
+                await other.execute(Account.update(balance=Account.balance + 1).where(Account.id == 0))
+            finally:
+                await other.close()
+            await manager.execute(Account.update(balance=row.balance + 10).where(Account.id == 0))
+
+        with pytest.raises(peewee.OperationalError) as caught:
+            await always_conflicting()
+        assert calls == 2
+        assert is_conflict(caught.value)
+        assert "could not serialize" in str(caught.value)
         assert await total(manager) in (101, 102)
 
 
