@@ -19,7 +19,7 @@ from urllib.parse import quote
 from ._errors import ConfigurationError, NodeUnavailable
 from ._node import Node
 from ._options import PoolOptions
-from ._topology import Member, TopologySnapshot, check_interval
+from ._providers import Member, TopologySnapshot, check_interval
 from ._url import parse_url
 
 __all__ = ["WSREP_SQL", "GaleraProvider"]

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from ._errors import ConfigurationError, NodeUnavailable
-from ._topology import Member, TopologySnapshot, check_interval
+from ._providers import Member, TopologySnapshot, check_interval
 
 __all__ = ["PatroniProvider"]
 

@@ -14,8 +14,8 @@ import peewee
 import pytest
 from chaos.ha import PATRONI_OUTAGE_BOUND, in_thread, patroni_topology
 
-from aiopeewee_dist import ConfigurationError, Manager, parse_url
-from aiopeewee_dist._url import connect_kwargs
+from aiopeewee_dist import ConfigurationError, Manager
+from aiopeewee_dist._url import connect_kwargs, parse_url
 
 
 def test_multi_host_url_parts() -> None:
