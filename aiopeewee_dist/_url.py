@@ -10,7 +10,6 @@ show it with the password masked, or only ``<unparseable>`` when the password ca
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 import ssl
@@ -21,6 +20,7 @@ from typing import Any, Literal
 from urllib.parse import quote, unquote
 
 from ._errors import ConfigurationError
+from ._hosts import host_text, parse_hosts
 from ._options import NODE_OPTION_NAMES, parse_node_option
 
 Backend = Literal["psycopg", "aiopg", "aiomysql", "aiosqlite", "fake"]
@@ -138,7 +138,7 @@ class DatabaseURL:
                 )
             hosts = [(self.host or "", self.port), *self.more_hosts]
             authority = ",".join(
-                _host_text(host) + ("" if port is None else f":{port}") for host, port in hosts
+                host_text(host) + ("" if port is None else f":{port}") for host, port in hosts
             )
             text = f"{scheme}://{userinfo}{authority}/{quote(self.database, safe='')}"
         params = {**self.driver_options, **self.node_options}
@@ -164,10 +164,6 @@ class DatabaseURL:
     def dialect(self) -> Dialect:
         """The SQL dialect: ``"postgresql"``, ``"mysql"`` or ``"sqlite"``."""
         return _BACKENDS[self.backend][1]
-
-
-def _host_text(host: str) -> str:
-    return quote(host, safe="") if host.startswith("/") or ":" not in host else f"[{quote(host, safe=':')}]"
 
 
 def _split(raw: str) -> tuple[str, str, str] | None:
@@ -279,39 +275,6 @@ def _parse_query(query: str) -> dict[str, str]:
     return params
 
 
-def _parse_hostport(hostport: str, default_port: int) -> tuple[str, int]:
-    if hostport.startswith("["):
-        host_text, bracket, after = hostport[1:].partition("]")
-        if not bracket:
-            raise ConfigurationError("IPv6 host is missing its closing ']'")
-        host = unquote(host_text)
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ConfigurationError(f"invalid IPv6 address {host!r} in brackets") from None
-        if after and not after.startswith(":"):
-            raise ConfigurationError(f"unexpected text {after!r} after ']' in the host")
-        port_text: str | None = after[1:] if after else None
-    else:
-        if hostport.count(":") > 1:
-            raise ConfigurationError("IPv6 host addresses must be written in brackets, e.g. [::1]")
-        host_text, colon, port = hostport.partition(":")
-        host, port_text = unquote(host_text), (port if colon else None)
-        if not host:
-            raise ConfigurationError("host missing (write scheme://user:password@host:port/dbname)")
-        # A decoded ':' would read as IPv6 when obscured() writes the URL back; '/...' is a socket dir.
-        bad = "[]" if host.startswith("/") else "[]:"
-        if any(c in bad or c.isspace() or not c.isprintable() for c in host):
-            raise ConfigurationError(f"invalid host {host!r}")
-    if port_text is None:
-        return host, default_port
-    if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 1 <= int(port_text) <= 65535:
-        # Only digits are echoed: text here may be a password whose '@host' was left out.
-        got = repr(port_text) if port_text.isascii() and port_text.isdigit() else "a non-numeric value"
-        raise ConfigurationError(f"port must be an integer 1-65535, got {got}")
-    return host, int(port_text)
-
-
 def _parse(raw: str) -> DatabaseURL:
     if any(c.isspace() or not c.isprintable() for c in raw):
         raise ConfigurationError("URL contains whitespace or control characters (percent-encode them)")
@@ -361,19 +324,14 @@ def _parse(raw: str) -> DatabaseURL:
     if at:
         raw_user, colon, raw_password = userinfo.partition(":")
         user, password = unquote(raw_user), (unquote(raw_password) if colon else None)
-    hosts = [_parse_hostport(part, _BACKENDS[backend][2] or 0) for part in hostport.split(",")]
-    if len(hosts) > 1 and _BACKENDS[backend][1] != "postgresql":
-        raise ConfigurationError(
-            "several hosts in one URL are a libpq feature: only postgresql:// URLs take them"
-        )
-    (host, port), more_hosts = hosts[0], tuple(hosts[1:])
+    (host, port), *more = parse_hosts(hostport, _BACKENDS[backend][2] or 0, _BACKENDS[backend][1])
     if not path[1:]:
         raise ConfigurationError("database name missing from URL path")
     if "/" in path[1:]:
         raise ConfigurationError("URL path must be only the database name (percent-encode '/' as %2F)")
     database = unquote(path[1:])
     return DatabaseURL(
-        backend, host, port, user, password, database, driver_options, node_options, more_hosts
+        backend, host, port, user, password, database, driver_options, node_options, tuple(more)
     )
 
 
