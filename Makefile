@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CLUSTER := bash scripts/cluster.sh
+# The HA topologies (Patroni + etcd, Galera): tests/topology, stdlib only, so any python3 runs it.
+HA := PYTHONPATH=tests $(PYTHON) -m topology
 SOURCES := aiopeewee_dist tests examples scripts
 
 # Shared by `lint` and `test`; kept as text (not `$(MAKE) lint`) so that `make -n test` runs nothing.
@@ -17,7 +19,7 @@ export PIP_NO_INPUT := 1
 # The wheel and sdist as users get them: built, installed outside the checkout, smoke-run.
 DIST_CHECK := $(BIN)/python scripts/check_dist.py
 
-.PHONY: dist-check help venv demo conduit conduit-cluster cluster-up cluster-down lint test coverage chaos soak bench compat
+.PHONY: dist-check help venv demo conduit conduit-cluster cluster-up cluster-down ha-up ha-down lint test coverage chaos soak bench compat
 
 help:
 	@echo "make demo          run examples/quickstart.py (SQLite, no server needed)"
@@ -32,6 +34,8 @@ help:
 	@echo "make lint          ruff check, ruff format --check, mypy --strict"
 	@echo "make cluster-up    install (if missing) and start the PostgreSQL/MariaDB/PgBouncer topology"
 	@echo "make cluster-down  stop it"
+	@echo "make ha-up         install (if missing) and start Patroni+etcd (PostgreSQL x3) and Galera (MariaDB x3)"
+	@echo "make ha-down       stop them"
 	@echo "make venv          create .venv and install the package with its dev extras"
 	@echo "make bench         start the local cluster, benchmark every contender, write docs/benchmarks.md"
 	@echo "                   (BENCH_QUICK=1 fast smoke, BENCH_ROUNDS=N, BENCH_CONTENDERS=a,b)"
@@ -69,19 +73,30 @@ cluster-up:
 cluster-down:
 	$(CLUSTER) stop
 
+ha-up:
+	$(HA) up ha
+
+ha-down:
+	$(HA) down ha
+
 lint: venv
 	$(LINT)
 
 dist-check: venv
 	$(DIST_CHECK)
 
-# The cluster is stopped whatever happened before it; the exit status is that of the first failure.
+# The clusters are stopped whatever happened before; the exit status is that of the first failure.
+# The HA topologies (Patroni, Galera) start in the background while the replication cluster starts
+# and the linters run; pytest waits for them.
 test: venv
 	status=0; \
-	{ $(CLUSTER) install && $(CLUSTER) start && \
-	  $(LINT) && $(DIST_CHECK) && \
+	{ $(HA) install ha && { $(HA) up ha & ha_up=$$!; } && \
+	  $(CLUSTER) install && $(CLUSTER) start && \
+	  $(LINT) && $(DIST_CHECK) && wait $$ha_up && \
 	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider; } || status=$$?; \
+	wait; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
+	$(HA) down ha || echo "warning: the HA topologies did not stop" >&2; \
 	exit $$status
 
 # Branch coverage of aiopeewee_dist twice: the serverless tests alone (fake servers and SQLite,
@@ -91,19 +106,25 @@ coverage: venv
 	status=0; \
 	$(BIN)/pytest -q -p no:cacheprovider -m "not cluster" $(COV) --cov-report=html:.coverage-html/serverless \
 	  || status=$$?; \
-	{ $(CLUSTER) install && $(CLUSTER) start && \
+	{ $(HA) install ha && { $(HA) up ha & ha_up=$$!; } && \
+	  $(CLUSTER) install && $(CLUSTER) start && wait $$ha_up && \
 	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider $(COV) --cov-report=html:.coverage-html/all; } \
 	  || status=$$?; \
+	wait; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
+	$(HA) down ha || echo "warning: the HA topologies did not stop" >&2; \
 	exit $$status
 
 # The chaos scenarios at full size (make test runs them short). Same cluster handling as `test`.
 chaos: venv
 	status=0; \
-	{ $(CLUSTER) install && $(CLUSTER) start && \
+	{ $(HA) install ha && { $(HA) up ha & ha_up=$$!; } && \
+	  $(CLUSTER) install && $(CLUSTER) start && wait $$ha_up && \
 	  AIOPD_CHAOS=full AIOPD_CHAOS_REPORT=.chaos/figures.json AIOPD_DIFF_REPORT=.chaos/differential.jsonl \
 	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider tests/chaos tests/test_differential.py; } || status=$$?; \
+	wait; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
+	$(HA) down ha || echo "warning: the HA topologies did not stop" >&2; \
 	exit $$status
 
 SOAK_MINUTES ?= 10

@@ -14,7 +14,8 @@
      │    ├── NoHealthyReplica                          no eligible replica and ``fallback="raise"``
      │    └── ShardKeyError                             sharding: no shard key, or no shard for it
      ├── TransactionError                               a transaction block used wrongly
-     │    └── CrossShardError                           another shard touched in a shard transaction
+     │    ├── CrossShardError                           another shard touched in a shard transaction
+     │    └── CommitOutcomeUnknown (also peewee.OperationalError)  connection lost during COMMIT
      ├── ShardError                                     one shard failed in a fan-out (``.shard``)
      └── EventLoopError            (also RuntimeError)  manager in use by a running loop elsewhere
 
@@ -28,6 +29,7 @@ import peewee
 
 __all__ = [
     "AioPeeweeDistError",
+    "CommitOutcomeUnknown",
     "ConfigurationError",
     "CrossShardError",
     "EventLoopError",
@@ -104,6 +106,12 @@ class TransactionError(AioPeeweeDistError):
 
 class CrossShardError(TransactionError):
     """An operation inside ``sharded.transaction()`` would touch another shard; nothing was sent."""
+
+
+class CommitOutcomeUnknown(TransactionError, peewee.OperationalError):
+    """The connection was lost while a transaction's COMMIT was in flight: it may or may not have
+    committed. ``manager.transaction(retries=N)`` never re-runs such a block; the cause is chained.
+    """
 
 
 class ShardError(AioPeeweeDistError):

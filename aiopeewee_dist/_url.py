@@ -10,7 +10,6 @@ show it with the password masked, or only ``<unparseable>`` when the password ca
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 import ssl
@@ -21,6 +20,7 @@ from typing import Any, Literal
 from urllib.parse import quote, unquote
 
 from ._errors import ConfigurationError
+from ._hosts import host_text, parse_hosts
 from ._options import NODE_OPTION_NAMES, parse_node_option
 
 Backend = Literal["psycopg", "aiopg", "aiomysql", "aiosqlite", "fake"]
@@ -95,6 +95,9 @@ class DatabaseURL:
     driver_options: Mapping[str, str] = field(default_factory=dict)
     #: Query parameters that are our node options (see NODE_OPTION_NAMES), as text.
     node_options: Mapping[str, str] = field(default_factory=dict)
+    #: PostgreSQL multi-host URLs (``h1:5432,h2:5432``): the hosts after the first, which libpq
+    #: tries in turn (with ``target_session_attrs`` choosing a primary or a standby).
+    more_hosts: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         # Read-only views keep the frozen instance actually immutable.
@@ -104,12 +107,21 @@ class DatabaseURL:
     def __reduce__(self) -> tuple[Any, ...]:
         # Mapping proxies can be neither pickled nor deep-copied: rebuild from plain dicts.
         fields = (self.backend, self.host, self.port, self.user, self.password, self.database)
-        return type(self), (*fields, dict(self.driver_options), dict(self.node_options))
+        return type(self), (*fields, dict(self.driver_options), dict(self.node_options), self.more_hosts)
 
     def __hash__(self) -> int:
         # Mapping proxies are unhashable, and equal mappings may differ in order.
         options = frozenset(self.driver_options.items()), frozenset(self.node_options.items())
-        return hash((self.backend, self.host, self.port, self.user, self.password, self.database, options))
+        fields = (
+            self.backend,
+            self.host,
+            self.port,
+            self.user,
+            self.password,
+            self.database,
+            self.more_hosts,
+        )
+        return hash((*fields, options))
 
     def obscured(self) -> str:
         """The URL as text with the password (and any ``sslpassword``) replaced by ``***``."""
@@ -124,14 +136,11 @@ class DatabaseURL:
                 userinfo = (
                     quote(self.user or "", safe="") + (":***" if self.password is not None else "") + "@"
                 )
-            host = self.host or ""
-            host = (
-                quote(host, safe="")
-                if host.startswith("/") or ":" not in host
-                else f"[{quote(host, safe=':')}]"
+            hosts = [(self.host or "", self.port), *self.more_hosts]
+            authority = ",".join(
+                host_text(host) + ("" if port is None else f":{port}") for host, port in hosts
             )
-            port = "" if self.port is None else f":{self.port}"
-            text = f"{scheme}://{userinfo}{host}{port}/{quote(self.database, safe='')}"
+            text = f"{scheme}://{userinfo}{authority}/{quote(self.database, safe='')}"
         params = {**self.driver_options, **self.node_options}
         if params:
             text += "?" + "&".join(
@@ -266,39 +275,6 @@ def _parse_query(query: str) -> dict[str, str]:
     return params
 
 
-def _parse_hostport(hostport: str, default_port: int) -> tuple[str, int]:
-    if hostport.startswith("["):
-        host_text, bracket, after = hostport[1:].partition("]")
-        if not bracket:
-            raise ConfigurationError("IPv6 host is missing its closing ']'")
-        host = unquote(host_text)
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ConfigurationError(f"invalid IPv6 address {host!r} in brackets") from None
-        if after and not after.startswith(":"):
-            raise ConfigurationError(f"unexpected text {after!r} after ']' in the host")
-        port_text: str | None = after[1:] if after else None
-    else:
-        if hostport.count(":") > 1:
-            raise ConfigurationError("IPv6 host addresses must be written in brackets, e.g. [::1]")
-        host_text, colon, port = hostport.partition(":")
-        host, port_text = unquote(host_text), (port if colon else None)
-        if not host:
-            raise ConfigurationError("host missing (write scheme://user:password@host:port/dbname)")
-        # A decoded ':' would read as IPv6 when obscured() writes the URL back; '/...' is a socket dir.
-        bad = "[]" if host.startswith("/") else "[]:"
-        if any(c in bad or c.isspace() or not c.isprintable() for c in host):
-            raise ConfigurationError(f"invalid host {host!r}")
-    if port_text is None:
-        return host, default_port
-    if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 1 <= int(port_text) <= 65535:
-        # Only digits are echoed: text here may be a password whose '@host' was left out.
-        got = repr(port_text) if port_text.isascii() and port_text.isdigit() else "a non-numeric value"
-        raise ConfigurationError(f"port must be an integer 1-65535, got {got}")
-    return host, int(port_text)
-
-
 def _parse(raw: str) -> DatabaseURL:
     if any(c.isspace() or not c.isprintable() for c in raw):
         raise ConfigurationError("URL contains whitespace or control characters (percent-encode them)")
@@ -348,12 +324,15 @@ def _parse(raw: str) -> DatabaseURL:
     if at:
         raw_user, colon, raw_password = userinfo.partition(":")
         user, password = unquote(raw_user), (unquote(raw_password) if colon else None)
-    host, port = _parse_hostport(hostport, _BACKENDS[backend][2] or 0)
+    (host, port), *more = parse_hosts(hostport, _BACKENDS[backend][2] or 0, _BACKENDS[backend][1])
     if not path[1:]:
         raise ConfigurationError("database name missing from URL path")
     if "/" in path[1:]:
         raise ConfigurationError("URL path must be only the database name (percent-encode '/' as %2F)")
-    return DatabaseURL(backend, host, port, user, password, unquote(path[1:]), driver_options, node_options)
+    database = unquote(path[1:])
+    return DatabaseURL(
+        backend, host, port, user, password, database, driver_options, node_options, tuple(more)
+    )
 
 
 def parse_url(url: str) -> DatabaseURL:
@@ -405,6 +384,9 @@ def connect_kwargs(url: DatabaseURL) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"host": url.host, "port": url.port, "user": url.user, "password": url.password}
     if url.dialect == "postgresql":
         kwargs.update(dbname=url.database, **options)
+        if url.more_hosts:  # libpq's comma-separated lists, one port per host
+            hosts = [(url.host, url.port), *url.more_hosts]
+            kwargs.update(host=",".join(str(h) for h, _ in hosts), port=",".join(str(p) for _, p in hosts))
     elif url.dialect == "mysql":
         kwargs["db"] = url.database
         kwargs.update((k, v) for k, v in options.items() if not k.startswith("ssl_"))
