@@ -8,7 +8,7 @@ global connection slot.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ import peewee_async
 from peewee_async.pool import PoolBackend
 
 if TYPE_CHECKING:
+    from ._drivers import Result
     from ._node import Node
 
 __all__ = ["dialect_for"]
@@ -86,6 +87,37 @@ class AiopgDatabase(_NodeDatabase, peewee_async.PostgresqlDatabase):
     pass
 
 
+class _ResultCursor:
+    """An already fetched result with the async cursor surface peewee-async reads."""
+
+    def __init__(self, result: Result) -> None:
+        self._result = result
+        self.description = result.description
+        self.rowcount = result.rowcount
+        self.lastrowid = result.lastrowid
+
+    async def fetchone(self) -> Any:
+        return self._result.fetchone()
+
+    async def fetchmany(self, size: int = 1) -> list[Any]:
+        return self._result.fetchmany(size)
+
+    async def fetchall(self) -> list[Any]:
+        return self._result.fetchall()
+
+
+class AsyncpgDatabase(_NodeDatabase, peewee_async.PostgresqlDatabase):
+    async def aio_execute_sql(
+        self, sql: str, params: Sequence[Any] | None = None, fetch_results: Any = None
+    ) -> Any:
+        # asyncpg connections have no DB-API cursor: the statement goes through the node's driver
+        # (on the task's pinned connection, if any), which converts placeholders and errors.
+        result = await self.node.run_sql(sql, tuple(params or ()))
+        if fetch_results is not None:
+            return await fetch_results(self, _ResultCursor(result))
+        return None
+
+
 class MySQLDatabase(_NodeDatabase, peewee_async.MySQLDatabase):
     pass
 
@@ -97,6 +129,7 @@ class SqliteDatabase(_NodeDatabase, peewee_async.SqliteDatabase):
 _CLASSES: dict[str, type[_NodeDatabase]] = {
     "psycopg": PsycopgDatabase,
     "aiopg": AiopgDatabase,
+    "asyncpg": AsyncpgDatabase,
     "aiomysql": MySQLDatabase,
     "aiosqlite": SqliteDatabase,
 }
