@@ -10,8 +10,9 @@ Everything else runs as asyncpg's ``fetch()`` does, on the connection's statemen
 unnamed statement when ``statement_cache_size=0``).
 
 Results are what synchronous Peewee gets from psycopg: tuples, a DB-API description, the
-command's row count; ``json``/``jsonb`` decoded with ``json.loads``, ``uuid`` as ``uuid.UUID``
-and ``pg_lsn`` as text (asyncpg's defaults: text, its own UUID subclass, an int).
+command's row count; ``json``/``jsonb`` decoded with ``json.loads``, ``uuid`` as ``uuid.UUID``,
+``real`` from its text and ``pg_lsn`` as text (asyncpg's defaults: text, its own UUID subclass,
+the binary float widened, an int).
 """
 
 from __future__ import annotations
@@ -101,6 +102,10 @@ def _uuid_encode(value: Any) -> bytes:
     return uuid.UUID(str(value)).bytes
 
 
+def _float_text(value: Any) -> str:
+    return repr(float(value))
+
+
 def _uuid_decode(data: bytes) -> uuid.UUID:
     return uuid.UUID(bytes=data)
 
@@ -150,6 +155,11 @@ class AsyncpgDriver(PostgresDriver):
             )
         await conn.set_type_codec(
             "uuid", encoder=_uuid_encode, decoder=_uuid_decode, schema="pg_catalog", format="binary"
+        )
+        # psycopg reads a real (Peewee's FloatField) from its text, '0.1', as 0.1; asyncpg's binary
+        # float4 widened to a double gives 0.10000000149011612.
+        await conn.set_type_codec(
+            "float4", encoder=_float_text, decoder=float, schema="pg_catalog", format="text"
         )
         # asyncpg gives an LSN as an int; psycopg (and the replication checks) its text, '0/16B3748'.
         await conn.set_type_codec("pg_lsn", encoder=str, decoder=str, schema="pg_catalog", format="text")
