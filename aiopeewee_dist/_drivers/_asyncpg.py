@@ -53,7 +53,7 @@ _BAD_ARGUMENT = re.compile(r"invalid input for query argument \$([0-9]+)")
 _CASTS: tuple[tuple[type, str], ...] = (
     (bool, "boolean"),
     (int, "bigint"),
-    (float, "double precision"),
+    (float, "numeric"),  # psycopg writes 2.5, which the server reads as numeric
     (decimal.Decimal, "numeric"),
     (datetime.datetime, "timestamp"),
     (datetime.date, "date"),
