@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from . import limit_report
 from .common import WORKLOADS
 from .contenders_registry import BASELINE, BY_NAME
 
@@ -233,6 +234,8 @@ def write(result: dict[str, Any], md_path: Path, png_path: Path) -> None:
     for name, reason in result["skipped"].items():
         lines.append(f"- `{name}`: **skipped** ({reason})")
     lines += ["", "## Targets", "", *targets(result), ""]
+    lines += limit_report.section(result.get("limit") or {})
+    lines += limit_report.backends_section(result.get("backends") or {})
     lines += ["## Where aiopeewee_dist spends a query", "", *COMMENTARY, ""]
     lines += ["## ops/s (median)", "", *table(result, ratio=False), ""]
     lines += [f"## Ratio to raw psycopg 3 (`{BASELINE}` = 1.00)", "", *table(result, ratio=True), ""]

@@ -22,6 +22,9 @@ from .common import WORKLOADS
 from .config import Config
 from .contenders_registry import BASELINE, BY_NAME
 
+# Issue 16's in-process interleaved ratios (benchmarks/limit.py): rounds of every contender.
+LIMIT_ROUNDS = "5"
+
 DEFAULT_OUT = ROOT / "benchmarks" / ".results" / "latest.json"
 
 
@@ -200,10 +203,14 @@ def main() -> None:
     streams: list[dict[str, Any]] = []
     fanout: dict[str, Any] = {}
     router: dict[str, Any] = {}
+    limit: dict[str, Any] = {}
+    backends: dict[str, Any] = {}
     if config.extras:
         streams = run_streams(config, list(workers))
         fanout = run_script(config, "fanout", str(3 if config.quick else 15))
         router = run_script(config, "router_cost", str(2_000 if config.quick else 50_000))
+        limit = run_script(config, "limit", *(("1", "0.05") if config.quick else (LIMIT_ROUNDS, "0.3")))
+        backends = run_script(config, "backends", *(("1", "0.05") if config.quick else (LIMIT_ROUNDS, "0.3")))
         log(f"fan-out: {fanout}")
         log(f"router: {router}")
     result = {
@@ -221,6 +228,8 @@ def main() -> None:
         "streams": streams,
         "fanout": fanout,
         "router": router,
+        "limit": limit,
+        "backends": backends,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
