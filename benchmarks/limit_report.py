@@ -99,3 +99,29 @@ def backends_section(result: dict[str, Any]) -> list[str]:
             f"| {c['ops_per_s']:,.0f} | {c['wall_to_raw']:.2f} | {c['cpu_to_raw']:.2f} |"
         )
     return [*lines, ""]
+
+
+RAW_DRIVER = {"aiopd_asyncpg": "asyncpg", "aiopd": "psycopg", "aiopd_aiopg": "aiopg"}
+
+
+def stream_sizes(result: dict[str, Any]) -> list[str]:
+    """Streaming at several lengths, each library against its raw driver, and peak RSS."""
+    found = {(s["contender"], s["size"]): s for s in result.get("streams", []) if s.get("ok") and "size" in s}
+    sizes = sorted({size for _, size in found})
+    if len(sizes) < 2:
+        return []
+    lines = [
+        f"### Streaming {', '.join(f'{n:,}' for n in sizes)} rows (one process per contender, the "
+        "lengths in turn; peak RSS of that process after each)",
+        "",
+        "Target: at most 1.5x the raw driver's time at 1,000,000 rows, and peak RSS flat as the row "
+        "count grows.",
+        "",
+        "| contender | rows | seconds | time / raw driver | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for (name, size), s in sorted(found.items()):
+        raw = found.get((RAW_DRIVER.get(name, ""), size))
+        ratio = f"{s['seconds'] / raw['seconds']:.2f} (`{raw['contender']}`)" if raw else "-"
+        lines.append(f"| {name} | {size:,} | {s['seconds']:.2f} | {ratio} | {s['peak_rss_mb']:.0f} |")
+    return [*lines, ""]

@@ -134,7 +134,12 @@ def chart(result: dict[str, Any], path: Path) -> bool:
 
 def extras(result: dict[str, Any]) -> list[str]:
     lines: list[str] = []
-    streams = [s for s in result.get("streams", []) if s.get("ok")]
+    streams = [
+        s
+        for s in result.get("streams", [])
+        if s.get("ok") and s.get("size", 0) in (0, result["config"]["stream_rows"])
+    ]
+    lines += limit_report.stream_sizes(result)
     if streams:
         rows = result["config"]["stream_rows"]
         lines += [

@@ -133,10 +133,14 @@ def run_streams(config: Config, names: list[str]) -> list[dict[str, Any]]:
         try:
             if not worker.can_stream:
                 continue
-            reply = worker.call(op="stream", rows=config.stream_rows)
-            results.append({"contender": name, **reply})
-            seconds, peak = reply.get("seconds", 0), reply.get("peak_rss_mb", 0)
-            log(f"stream {name}: {seconds:.2f} s, peak RSS {peak:.0f} MB")
+            sizes = [config.stream_rows]
+            if BY_NAME[name].kind in ("driver", "ours"):
+                sizes = sorted({*config.stream_sizes, config.stream_rows})
+            for rows in sizes:  # in one process: its peak RSS must not grow with the row count
+                reply = worker.call(op="stream", rows=rows)
+                results.append({"contender": name, "size": rows, **reply})
+                seconds, peak = reply.get("seconds", 0), reply.get("peak_rss_mb", 0)
+                log(f"stream {name} {rows}: {seconds:.2f} s, peak RSS {peak:.0f} MB")
         finally:
             worker.stop()
     return results
@@ -189,7 +193,7 @@ def main() -> None:
     started = time.time()
     log(f"config: {config}")
     schema.prepare(
-        stream_rows=config.stream_rows if config.extras else 0,
+        stream_rows=max(config.stream_rows, *config.stream_sizes) if config.extras else 0,
         shard_rows=config.shard_rows if config.extras else 0,
     )
     workers, skipped, versions = start_workers(config)
