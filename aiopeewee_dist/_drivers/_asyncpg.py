@@ -112,8 +112,9 @@ def _uuid_decode(data: bytes) -> uuid.UUID:
 
 def _rowcount(status: bytes | str) -> int:
     """The row count at the end of a command tag (``b"UPDATE 3"``), -1 for tags without one."""
-    text = status.decode() if isinstance(status, bytes) else status
-    tail = text.rpartition(" ")[2]
+    if isinstance(status, str):  # conn.execute() gives text
+        status = status.encode()
+    tail = status[status.rfind(b" ") + 1 :]
     return int(tail) if tail.isdigit() else -1
 
 
@@ -201,7 +202,7 @@ class AsyncpgDriver(PostgresDriver):
                 rows, status, stmt = await self._retry_cast(conn, query, params, exc)
         except asyncpg.PostgresError as exc:
             raise translate(exc) from exc
-        return Result([tuple(row) for row in rows], _description(stmt), _rowcount(status))
+        return Result(list(map(tuple, rows)), _description(stmt), _rowcount(status))
 
     async def _retry_cast(
         self, conn: Any, query: str, params: Sequence[Any], exc: asyncpg.DataError
