@@ -1,6 +1,6 @@
 """Issue 16's ratios: every PostgreSQL contender against the limit, in one process, interleaved.
 
-``python -m benchmarks.limit ROUNDS SECONDS`` prints one JSON object. The limit is raw asyncpg
+``python -m benchmarks.limit ROUNDS SECONDS [CONTENDER,...]`` prints one JSON object. The limit is raw asyncpg
 with one held connection per task (``asyncpg_held``); each library is also compared with its own
 raw driver used per operation (a pool checkout per statement). On a shared 2-core machine the
 absolute numbers move from second to second, so each round runs every contender in turn (order
@@ -106,9 +106,11 @@ def _ratio(rounds: list[Round], key: tuple[str, str, int], other: tuple[str, str
     return statistics.median(r[other][what] / r[key][what] for r in rounds)  # less CPU is better
 
 
-def summarise(rounds: list[Round]) -> list[dict[str, Any]]:
+def summarise(rounds: list[Round], names: list[str]) -> list[dict[str, Any]]:
     cells = []
-    for name, (_, raw) in CONTENDERS.items():
+    for name in names:
+        raw = CONTENDERS[name][1]
+        raw = raw if raw in names else None
         for workload in WORKLOADS:
             for concurrency in CONCURRENCY:
                 key = (name, workload, concurrency)
@@ -124,15 +126,16 @@ def summarise(rounds: list[Round]) -> list[dict[str, Any]]:
     return cells
 
 
-async def main(rounds: int, seconds: float) -> dict[str, Any]:
-    names = list(CONTENDERS)
+async def main(rounds: int, seconds: float, only: list[str] | None = None) -> dict[str, Any]:
+    names = [n for n in CONTENDERS if not only or n in only or n == LIMIT]
     results: list[Round] = []
     for i in range(rounds):
         shift = i % len(names)
         results.append(await one_round(names[shift:] + names[:shift], seconds))
-    return {"rounds": rounds, "seconds": seconds, "limit": LIMIT, "cells": summarise(results)}
+    return {"rounds": rounds, "seconds": seconds, "limit": LIMIT, "cells": summarise(results, names)}
 
 
 if __name__ == "__main__":
-    out = asyncio.run(main(int(sys.argv[1]), float(sys.argv[2])))
+    only = sys.argv[3].split(",") if len(sys.argv) > 3 else None
+    out = asyncio.run(main(int(sys.argv[1]), float(sys.argv[2]), only))
     print(json.dumps(out))
