@@ -25,9 +25,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from playhouse.postgres_ext import BinaryJSONField, JSONField
 
-from aiopeewee_dist import ConfigurationError, Manager, parse_url
+from aiopeewee_dist import ConfigurationError, Manager
 from aiopeewee_dist._drivers._asyncpg import dollar_sql
-from aiopeewee_dist._url import connect_kwargs
+from aiopeewee_dist._url import connect_kwargs, parse_url
 
 
 def asyncpg_url(url: str, **options: str) -> str:
@@ -278,3 +278,29 @@ async def test_a_mixed_workload_through_pgbouncer_with_the_cache_off(tmp_path: P
         await first.drop_tables([Counter])
         for m in managers:
             await m.close()
+
+
+class Rollback(Exception):
+    pass
+
+
+async def test_a_stream_left_early_inside_a_transaction_closes_its_portal(
+    managers: tuple[Manager, Manager],
+) -> None:
+    _, fast = managers
+    await fast.drop_tables([Everything])
+    await fast.create_tables([Everything])
+    try:
+        for row in ROWS:
+            await fast.create(Everything, **row)
+        with pytest.raises(Rollback):
+            async with fast.transaction():
+                async with fast.iterate(Everything.select(), chunk_size=1) as rows:
+                    async for _ in rows:
+                        break
+                # PostgreSQL refuses this while a portal of this session still reads the table.
+                await fast.raw_sql("DROP TABLE t_everything")
+                raise Rollback
+        assert await fast.count(Everything.select()) == len(ROWS)
+    finally:
+        await fast.drop_tables([Everything])
