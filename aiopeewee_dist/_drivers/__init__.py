@@ -17,6 +17,8 @@ _ADAPTERS = {
     "asyncpg": ("._asyncpg", "AsyncpgDriver", "asyncpg", "asyncpg"),
     "aiomysql": ("._aiomysql", "AiomysqlDriver", "mysql", "aiomysql"),
     "aiosqlite": ("._aiosqlite", "AiosqliteDriver", "sqlite", "aiosqlite"),
+    # Needs nothing beyond the standard library's sqlite3 (see aiopeewee_dist.testing).
+    "fake": ("._fake", "FakeDriver", "", "sqlite3"),
 }
 _instances: dict[str, Driver] = {}
 
