@@ -210,6 +210,12 @@ class _NodeDatabase(PeeweeAsyncHooks, AioDatabase):
         params = connect_kwargs(url)
         if url.dialect == "mysql":
             params.pop("db", None)  # peewee passes database=
+        if url.backend == "asyncpg":  # synchronous Peewee connects with psycopg: libpq's names
+            params.pop("database", None)
+            params.pop("statement_cache_size", None)
+            params.update(params.pop("server_settings", {}))
+            if "ssl" in params:
+                params["sslmode"] = params.pop("ssl")
         return params
 
     def sync_target(self) -> str:
