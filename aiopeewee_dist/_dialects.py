@@ -31,6 +31,7 @@ from ._transaction import Transaction
 from ._url import connect_kwargs
 
 if TYPE_CHECKING:
+    from ._drivers import Result
     from ._node import Node
     from ._pool import PooledConnection
 
@@ -209,6 +210,12 @@ class _NodeDatabase(PeeweeAsyncHooks, AioDatabase):
         params = connect_kwargs(url)
         if url.dialect == "mysql":
             params.pop("db", None)  # peewee passes database=
+        if url.backend == "asyncpg":  # synchronous Peewee connects with psycopg: libpq's names
+            params.pop("database", None)
+            params.pop("statement_cache_size", None)
+            params.update(params.pop("server_settings", {}))
+            if "ssl" in params:
+                params["sslmode"] = params.pop("ssl")
         return params
 
     def sync_target(self) -> str:
@@ -223,6 +230,47 @@ class AiopgDatabase(_NodeDatabase, peewee_async.PostgresqlDatabase):
     pass
 
 
+class _ResultCursor:
+    """An already fetched result with the async cursor surface peewee-async reads."""
+
+    def __init__(self, result: Result) -> None:
+        self._result = result
+        self.description = result.description
+        self.rowcount = result.rowcount
+        self.lastrowid = result.lastrowid
+
+    async def fetchone(self) -> Any:
+        return self._result.fetchone()
+
+    async def fetchmany(self, size: int = 1) -> list[Any]:
+        return self._result.fetchmany(size)
+
+    async def fetchall(self) -> list[Any]:
+        return self._result.fetchall()
+
+
+class _ExecuteThroughDriver:
+    """``aio_execute_sql`` below ``_NodeDatabase``'s (which adds the write hook): asyncpg
+    connections have no DB-API cursor, so the statement goes through the node's driver (on the
+    task's pinned connection, if any), which converts placeholders and errors."""
+
+    @property
+    def node(self) -> Node:
+        raise NotImplementedError  # _NodeDatabase's, first in the MRO
+
+    async def aio_execute_sql(
+        self, sql: str, params: Sequence[Any] | None = None, fetch_results: Any = None
+    ) -> Any:
+        result = await self.node.run_sql(sql, tuple(params or ()))
+        if fetch_results is not None:
+            return await fetch_results(self, _ResultCursor(result))
+        return None
+
+
+class AsyncpgDatabase(_NodeDatabase, _ExecuteThroughDriver, peewee_async.PostgresqlDatabase):
+    pass
+
+
 class MySQLDatabase(_NodeDatabase, peewee_async.MySQLDatabase):
     pass
 
@@ -234,6 +282,7 @@ class SqliteDatabase(_NodeDatabase, peewee_async.SqliteDatabase):
 _CLASSES: dict[str, type[_NodeDatabase]] = {
     "psycopg": PsycopgDatabase,
     "aiopg": AiopgDatabase,
+    "asyncpg": AsyncpgDatabase,
     "aiomysql": MySQLDatabase,
     "aiosqlite": SqliteDatabase,
     "fake": SqliteDatabase,

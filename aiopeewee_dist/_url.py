@@ -19,16 +19,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, unquote
 
+from ._asyncpg_options import asyncpg_connect_kwargs, asyncpg_option
 from ._errors import ConfigurationError
 from ._hosts import host_text, parse_hosts
 from ._options import NODE_OPTION_NAMES, parse_node_option
 
-Backend = Literal["psycopg", "aiopg", "aiomysql", "aiosqlite", "fake"]
+Backend = Literal["psycopg", "aiopg", "asyncpg", "aiomysql", "aiosqlite", "fake"]
 Dialect = Literal["postgresql", "mysql", "sqlite"]
 
 _SCHEMES: dict[str, Backend] = {
     **dict.fromkeys(["postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg3"], "psycopg"),
     **dict.fromkeys(["postgresql+aiopg", "postgres+aiopg"], "aiopg"),
+    **dict.fromkeys(["postgresql+asyncpg", "postgres+asyncpg"], "asyncpg"),
     **dict.fromkeys(["mysql", "mysql+aiomysql", "mariadb", "mariadb+aiomysql"], "aiomysql"),
     **dict.fromkeys(["sqlite", "sqlite+aiosqlite"], "aiosqlite"),
     # aiopeewee_dist.testing's simulated servers (SQLite SQL, scripted faults and roles).
@@ -38,6 +40,7 @@ _SCHEMES: dict[str, Backend] = {
 _BACKENDS: dict[Backend, tuple[str, Dialect, int | None]] = {
     "psycopg": ("postgresql", "postgresql", 5432),
     "aiopg": ("postgresql+aiopg", "postgresql", 5432),
+    "asyncpg": ("postgresql+asyncpg", "postgresql", 5432),
     "aiomysql": ("mysql", "mysql", 3306),
     "aiosqlite": ("sqlite", "sqlite", None),
     "fake": ("fake", "sqlite", None),
@@ -209,6 +212,8 @@ def _shown(raw: str) -> str:
 
 def _driver_option(backend: Backend, key: str, value: str) -> object:
     """Check one driver query parameter for ``backend``; return its converted value."""
+    if backend == "asyncpg":
+        return asyncpg_option(key, value)
     if backend in ("psycopg", "aiopg"):
         if key in _URL_CARRIED:
             raise ConfigurationError(
@@ -371,7 +376,8 @@ def connect_kwargs(url: DatabaseURL) -> dict[str, Any]:
     """Keyword arguments for the backend's ``connect()``; keys whose value is None are left out.
 
     PostgreSQL: host, port, user, password, dbname and the libpq driver options (psycopg and
-    psycopg2 both accept these keywords). MySQL: host, port, user, password, db, the driver
+    psycopg2 both accept these keywords); asyncpg: host, port, user, password, database and its
+    options (``_asyncpg_options``). MySQL: host, port, user, password, db, the driver
     options converted (``local_infile`` -> bool, ``ssl_*`` -> ``ssl`` context). SQLite:
     database and timeout (float, default 5.0 like sqlite3). The password is always its own
     argument, never formatted into a DSN string. ``connect_timeout`` is a node option the pool
@@ -382,7 +388,9 @@ def connect_kwargs(url: DatabaseURL) -> dict[str, Any]:
     except ConfigurationError as exc:
         raise ConfigurationError(f"invalid database URL {url.obscured()!r}: {exc}") from None
     kwargs: dict[str, Any] = {"host": url.host, "port": url.port, "user": url.user, "password": url.password}
-    if url.dialect == "postgresql":
+    if url.backend == "asyncpg":
+        kwargs = asyncpg_connect_kwargs({**kwargs, "database": url.database}, options)
+    elif url.dialect == "postgresql":
         kwargs.update(dbname=url.database, **options)
         if url.more_hosts:  # libpq's comma-separated lists, one port per host
             hosts = [(url.host, url.port), *url.more_hosts]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from . import limit_report
 from .common import WORKLOADS
 from .contenders_registry import BASELINE, BY_NAME
 
@@ -133,7 +134,12 @@ def chart(result: dict[str, Any], path: Path) -> bool:
 
 def extras(result: dict[str, Any]) -> list[str]:
     lines: list[str] = []
-    streams = [s for s in result.get("streams", []) if s.get("ok")]
+    streams = [
+        s
+        for s in result.get("streams", [])
+        if s.get("ok") and s.get("size", 0) in (0, result["config"]["stream_rows"])
+    ]
+    lines += limit_report.stream_sizes(result)
     if streams:
         rows = result["config"]["stream_rows"]
         lines += [
@@ -233,6 +239,8 @@ def write(result: dict[str, Any], md_path: Path, png_path: Path) -> None:
     for name, reason in result["skipped"].items():
         lines.append(f"- `{name}`: **skipped** ({reason})")
     lines += ["", "## Targets", "", *targets(result), ""]
+    lines += limit_report.section(result.get("limit") or {})
+    lines += limit_report.backends_section(result.get("backends") or {})
     lines += ["## Where aiopeewee_dist spends a query", "", *COMMENTARY, ""]
     lines += ["## ops/s (median)", "", *table(result, ratio=False), ""]
     lines += [f"## Ratio to raw psycopg 3 (`{BASELINE}` = 1.00)", "", *table(result, ratio=True), ""]

@@ -22,6 +22,9 @@ from .common import WORKLOADS
 from .config import Config
 from .contenders_registry import BASELINE, BY_NAME
 
+# Issue 16's in-process interleaved ratios (benchmarks/limit.py): rounds of every contender.
+LIMIT_ROUNDS = "5"
+
 DEFAULT_OUT = ROOT / "benchmarks" / ".results" / "latest.json"
 
 
@@ -130,10 +133,14 @@ def run_streams(config: Config, names: list[str]) -> list[dict[str, Any]]:
         try:
             if not worker.can_stream:
                 continue
-            reply = worker.call(op="stream", rows=config.stream_rows)
-            results.append({"contender": name, **reply})
-            seconds, peak = reply.get("seconds", 0), reply.get("peak_rss_mb", 0)
-            log(f"stream {name}: {seconds:.2f} s, peak RSS {peak:.0f} MB")
+            sizes = [config.stream_rows]
+            if BY_NAME[name].kind in ("driver", "ours"):
+                sizes = sorted({*config.stream_sizes, config.stream_rows})
+            for rows in sizes:  # in one process: its peak RSS must not grow with the row count
+                reply = worker.call(op="stream", rows=rows)
+                results.append({"contender": name, "size": rows, **reply})
+                seconds, peak = reply.get("seconds", 0), reply.get("peak_rss_mb", 0)
+                log(f"stream {name} {rows}: {seconds:.2f} s, peak RSS {peak:.0f} MB")
         finally:
             worker.stop()
     return results
@@ -186,7 +193,7 @@ def main() -> None:
     started = time.time()
     log(f"config: {config}")
     schema.prepare(
-        stream_rows=config.stream_rows if config.extras else 0,
+        stream_rows=max(config.stream_rows, *config.stream_sizes) if config.extras else 0,
         shard_rows=config.shard_rows if config.extras else 0,
     )
     workers, skipped, versions = start_workers(config)
@@ -200,10 +207,15 @@ def main() -> None:
     streams: list[dict[str, Any]] = []
     fanout: dict[str, Any] = {}
     router: dict[str, Any] = {}
+    limit: dict[str, Any] = {}
+    backends: dict[str, Any] = {}
     if config.extras:
         streams = run_streams(config, list(workers))
         fanout = run_script(config, "fanout", str(3 if config.quick else 15))
         router = run_script(config, "router_cost", str(2_000 if config.quick else 50_000))
+        if not config.quick:  # a minute more; tests/test_bench_smoke.py runs them on their own
+            limit = run_script(config, "limit", LIMIT_ROUNDS, "0.3")
+            backends = run_script(config, "backends", LIMIT_ROUNDS, "0.3")
         log(f"fan-out: {fanout}")
         log(f"router: {router}")
     result = {
@@ -221,6 +233,8 @@ def main() -> None:
         "streams": streams,
         "fanout": fanout,
         "router": router,
+        "limit": limit,
+        "backends": backends,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import time
@@ -165,9 +166,15 @@ def _mysql_kwargs(url: str) -> dict[str, Any]:
     }
 
 
+def libpq_url(url: str) -> str:
+    """``url`` as libpq reads it: the library's driver schemes (``postgresql+aiopg://``,
+    ``postgresql+asyncpg://``) are plain ``postgresql://`` to psycopg."""
+    return re.sub(r"^postgres(ql)?\+[a-z0-9]+://", "postgresql://", url)
+
+
 async def pg_rows(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """All rows of ``sql`` on a fresh autocommit connection to ``url`` ([] without a result set)."""
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as conn:
         cur = await conn.execute(sql, params or None)
         if cur.description is None:  # a statement without a result set (DDL, INSERT, ...)
             return []
@@ -207,7 +214,7 @@ async def wait_pg_replayed(primary_url: str, replica_urls: list[str], timeout: f
     deadline = loop.time() + timeout
     target = await pg_scalar(primary_url, "SELECT pg_current_wal_flush_lsn()::text")
     for url in replica_urls:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as conn:
             while True:
                 cur = await conn.execute(
                     "SELECT pg_last_wal_replay_lsn()::text,"

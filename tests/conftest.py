@@ -3,7 +3,7 @@
 Backends (``backend`` fixture, parametrised over all four):
 
 - ``sqlite``: a WAL file in tmp_path (writer connection + reader pool), no replicas;
-- ``psycopg`` / ``aiopg``: PostgreSQL primary :55432 + standbys :55433, :55434;
+- ``psycopg`` / ``aiopg`` / ``asyncpg``: PostgreSQL primary :55432 + standbys :55433, :55434;
 - ``mysql``: MariaDB primary :53306 + GTID replica :53307.
 
 Cluster backends are skipped when the cluster is not running, unless
@@ -30,8 +30,9 @@ import cluster
 
 from aiopeewee_dist import Manager
 
-BACKENDS = ["sqlite", "psycopg", "aiopg", "mysql"]
-CLUSTER_BACKENDS = ["psycopg", "aiopg", "mysql"]
+BACKENDS = ["sqlite", "psycopg", "aiopg", "asyncpg", "mysql"]
+CLUSTER_BACKENDS = ["psycopg", "aiopg", "asyncpg", "mysql"]
+PG_BACKENDS = ("psycopg", "aiopg", "asyncpg")
 REQUIRE_CLUSTER = os.environ.get("AIOPD_REQUIRE_CLUSTER") == "1"
 
 # Verdicts must not depend on the machine's speed: on a loaded 2-core CI runner an example can
@@ -50,7 +51,7 @@ class Topology:
 
     @property
     def kind(self) -> str:
-        return {"sqlite": "sqlite", "psycopg": "pg", "aiopg": "pg", "mysql": "mysql"}[self.backend]
+        return "pg" if self.backend in PG_BACKENDS else self.backend
 
     @property
     def whoami_sql(self) -> str:
@@ -77,15 +78,15 @@ class Topology:
 
 
 def _scheme(backend: str, url: str) -> str:
-    if backend == "aiopg":
-        return url.replace("postgresql://", "postgresql+aiopg://", 1)
+    if backend in ("aiopg", "asyncpg"):
+        return url.replace("postgresql://", f"postgresql+{backend}://", 1)
     return url
 
 
 def topology_for(backend: str, tmp_path: Path) -> Topology:
     if backend == "sqlite":
         return Topology("sqlite", f"sqlite:///{tmp_path / 'test.db'}")
-    kind = "pg" if backend in ("psycopg", "aiopg") else "mysql"
+    kind = "pg" if backend in PG_BACKENDS else "mysql"
     if not cluster.cluster_available(kind):
         message = f"the {kind} cluster is not running (scripts/cluster.sh start)"
         if REQUIRE_CLUSTER:

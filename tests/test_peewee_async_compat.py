@@ -133,6 +133,10 @@ async def test_manual_transactions_nest_like_aio_atomic(tables: Manager) -> None
 
 
 async def test_transaction_test_case_rolls_back_on_the_primary(tables: Manager, topology: Topology) -> None:
+    if topology.backend == "asyncpg":
+        pytest.skip(
+            "peewee-async's TransactionTestCase drives the raw connection's DB-API cursor; asyncpg has none"
+        )
     m = tables
     db = m.database
     AioAuthor = aio_author(db)

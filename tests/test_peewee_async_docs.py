@@ -39,6 +39,10 @@ async def _clear(topology: Topology) -> None:
 
 
 def test_migration_guide_runs(topology: Topology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if topology.backend == "asyncpg":
+        pytest.skip(
+            "peewee-async's TransactionTestCase drives the raw connection's DB-API cursor; asyncpg has none"
+        )
     asyncio.run(_clear(topology))
     monkeypatch.chdir(tmp_path)  # the "before" app's app.db
     monkeypatch.setenv("DATABASE_URL", topology.primary)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import peewee
 import pytest
-from cluster import my_scalar, pg_scalar, until
+from cluster import libpq_url, my_scalar, pg_scalar, until
 from conftest import Topology, sleep_sql
 
 from aiopeewee_dist import Manager, PoolClosed, PoolTimeout, QueryTimeout
@@ -38,8 +38,8 @@ def with_params(url: str, **params: str) -> str:
 
 
 def plain_pg(url: str) -> str:
-    """A URL psycopg itself accepts (the aiopg backend's scheme is ours)."""
-    return url.replace("postgresql+aiopg://", "postgresql://", 1)
+    """A URL psycopg itself accepts (the aiopg and asyncpg backends' schemes are ours)."""
+    return libpq_url(url)
 
 
 def app_manager(topology: Topology, app: str | None = None, **options: Any) -> Manager:
@@ -308,8 +308,8 @@ async def test_pre_ping_replaces_a_connection_killed_server_side(cluster_topolog
         second = (await manager.raw_sql(pid_sql(topology), node="primary"))[0][0]
         assert second != first
         stats = manager.stats()["primary"]
-        if topology.backend == "aiopg":
-            # aiopg watches the socket: it usually marks the connection closed as soon as the
+        if topology.backend in ("aiopg", "asyncpg"):
+            # aiopg and asyncpg watch the socket: it usually marks the connection closed as soon as the
             # server's goodbye arrives, and the pool then drops it at checkout without a ping.
             assert stats.get("pings_failed", 0) + stats.get("connections_closed", 0) == 1, stats
         else:

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiomysql
+import asyncpg
 import cluster
 import peewee
 import psycopg
@@ -35,7 +36,7 @@ from aiopeewee_dist import ConfigurationError, Manager, ReadOnlyError, RoutingEr
 from aiopeewee_dist._node import Node
 
 QUIET: dict[str, Any] = {"read_your_writes": None, "health_check_interval": None}
-DRIVER_ERRORS = (psycopg.Error, psycopg2.Error, pymysql.err.MySQLError)
+DRIVER_ERRORS = (psycopg.Error, psycopg2.Error, asyncpg.PostgresError, pymysql.err.MySQLError)
 
 
 # -- fixtures: in this module ``topology`` (and so conftest's ``tables``) is a cluster -------------
@@ -138,6 +139,8 @@ async def native(topology: Topology, conn: Any, sql: str) -> list[tuple[Any, ...
             return [tuple(r) for r in await cur.fetchall()] if cur.description is not None else []
         finally:
             cur.close()
+    if topology.backend == "asyncpg":
+        return [tuple(r) for r in await conn.fetch(sql)]
     async with conn.cursor(aiomysql.Cursor) as cur:
         await cur.execute(sql)
         return [tuple(r) for r in await cur.fetchall()] if cur.description is not None else []

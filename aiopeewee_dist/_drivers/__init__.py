@@ -14,6 +14,7 @@ _ADAPTERS = {
     # backend: (module, class, pip extra, package the adapter needs)
     "psycopg": ("._psycopg", "PsycopgDriver", "postgresql", "psycopg"),
     "aiopg": ("._aiopg", "AiopgDriver", "aiopg", "aiopg"),
+    "asyncpg": ("._asyncpg", "AsyncpgDriver", "asyncpg", "asyncpg"),
     "aiomysql": ("._aiomysql", "AiomysqlDriver", "mysql", "aiomysql"),
     "aiosqlite": ("._aiosqlite", "AiosqliteDriver", "sqlite", "aiosqlite"),
     # Needs nothing beyond the standard library's sqlite3 (see aiopeewee_dist.testing).

@@ -29,10 +29,12 @@ class Contender(Base):
     name = "aiopd"
     can_stream = True
     replicas: tuple[str, ...] = ()
+    #: The URL scheme picks the driver (aiopd_asyncpg, aiopd_aiopg override it).
+    scheme = "postgresql"
 
     async def open(self) -> None:
         self.manager: Any = Manager(
-            settings.url(),
+            settings.url(scheme=self.scheme),
             replicas=list(self.replicas),
             min_size=1,
             max_size=settings.POOL_MAX_SIZE,
