@@ -25,15 +25,23 @@ from ._errors import (
     ShardKeyError,
     TransactionError,
 )
-from ._fanout import FanOutResult, FanOutStream
-from ._ids import IdGenerator, IdParts, ShardedIdField, decode_id
 from ._manager import Manager
 from ._node import Node
 from ._options import PoolOptions
-from ._sharding import ShardedManager, ShardTransaction
-from ._shardkeys import Ranges, jump_hash
 from ._transaction import Transaction
 from ._url import DatabaseURL, parse_url
+from .sharding import (
+    FanOutResult,
+    FanOutStream,
+    IdGenerator,
+    IdParts,
+    Ranges,
+    ShardedIdField,
+    ShardedManager,
+    ShardTransaction,
+    decode_id,
+    jump_hash,
+)
 
 __all__ = [
     "AioPeeweeDistError",
