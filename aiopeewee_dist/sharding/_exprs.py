@@ -162,13 +162,14 @@ class Parts:
 
     def add(self, node: Any, name: str, position: int | None = None) -> int:
         key = sql_of(node)
-        found = self._by_sql.get(key)
-        if found is not None:
-            return found
-        if position is None:
-            position = self.width + len(self.extra)
+        if position is not None:  # a selected aggregate is its own part, even if repeated
+            self._by_sql.setdefault(key, position)
+        else:
+            found = self._by_sql.get(key)
+            if found is not None:
+                return found
+            position = self._by_sql[key] = self.width + len(self.extra)
             self.extra.append(node)
-        self._by_sql[key] = position
         self.names[position] = name
         return position
 

@@ -62,8 +62,10 @@ def _merge_group(plan: SelectPlan, rows: Sequence[Sequence[Any]]) -> tuple[Any, 
     for position, name in plan.aggregates.items():
         merged[position] = combine(name, (row[position] for row in rows))
     for position, compute in plan.computed.items():
-        sample = next((row[position] for row in rows if row[position] is not None), None)
-        merged[position] = like(compute(merged), sample)
+        value = compute(merged)
+        if plan.retype:
+            value = like(value, next((row[position] for row in rows if row[position] is not None), None))
+        merged[position] = value
     return tuple(merged[: plan.width])
 
 

@@ -95,6 +95,9 @@ class SelectPlan:
     computed: dict[int, Evaluator] = field(default_factory=dict)
     group_positions: list[int] = field(default_factory=list)
     extra: list[Any] = field(default_factory=list)
+    # Whether a computed value takes the type the server gave its column: not on SQLite,
+    # whose values carry their own type (COALESCE(MAX(x), 0) is 0 there even where x is REAL).
+    retype: bool = True
 
     @property
     def stop(self) -> int | None:
@@ -152,22 +155,16 @@ def _by_name(text: str, select: Sequence[Any]) -> int | None:
 
 def column_position(node: Any, select: Sequence[Any]) -> int | None:
     """Where ``node`` (an ORDER BY / GROUP BY item) is in the select list, if it is there."""
-    inner = strip_alias(node)
+    name = _alias_of(node) or _sql_name(node)
+    if name is not None:
+        # Peewee writes an alias (and SQL("x")) there as a bare name, which the server
+        # resolves by name whichever select item the Alias object came from.
+        return _by_name(name, select)
     for i, item in enumerate(select):
-        if item is node or strip_alias(item) is inner:
+        if strip_alias(item) is node or _same_field(node, strip_alias(item)):
             return i
-    alias, text = _alias_of(node), _sql_name(node)
-    if alias is not None:
-        for i, item in enumerate(select):
-            if _alias_of(item) == alias:
-                return i
-    if text is not None:
-        return _by_name(text, select)
-    for i, item in enumerate(select):
-        if _alias_of(item) is None and _same_field(inner, strip_alias(item)):
-            return i
-    if not isinstance(inner, _pw.Field):
-        wanted = sql_of(inner)
+    if not isinstance(node, _pw.Field):
+        wanted = sql_of(node)
         for i, item in enumerate(select):
             if sql_of(strip_alias(item)) == wanted:
                 return i
@@ -248,6 +245,7 @@ def plan_select(query: Any, dialect: str) -> SelectPlan:
         limit=query._limit,
         offset=query._offset or 0,
         distinct=query._distinct is not None or query._simple_distinct is True,
+        retype=dialect != "sqlite",
     )
     _plan_aggregates(plan, select, dialect)
     if query._group_by:
