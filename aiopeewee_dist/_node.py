@@ -32,8 +32,6 @@ Role = Literal["primary", "replica"]
 
 # Maps driver exceptions to Peewee's (IntegrityError, ...); not in peewee's type stubs.
 _exception_wrapper = cast(Any, peewee).__exception_wrapper__
-# An in-memory SQLite database lives exactly as long as its one connection.
-_FOREVER = 10.0**12
 _LATENCY_SAMPLES = 1024
 
 
@@ -66,7 +64,7 @@ class Node:
         if url.backend == "aiosqlite":
             writer = options.replace(max_size=1, min_size=min(options.min_size, 1))
             if url.is_memory:
-                writer = writer.replace(min_size=1, max_lifetime=_FOREVER, max_idle=_FOREVER)
+                writer = writer.replace(min_size=1)
             else:
                 self._read_pool = ConnectionPool(
                     name=f"{name}/readers", driver=self.driver, url=url, options=options, read_only=True
@@ -74,7 +72,13 @@ class Node:
             options = writer
         self.options = options
         self.pool = ConnectionPool(
-            name=name, driver=self.driver, url=url, options=options, read_only=role == "replica"
+            name=name,
+            driver=self.driver,
+            url=url,
+            options=options,
+            read_only=role == "replica",
+            # An in-memory SQLite database lives exactly as long as its one connection.
+            keep_forever=url.is_memory,
         )
         self.database = dialect_for(self)
         # Compiled get() statements in this node's dialect (see _templates).

@@ -642,3 +642,19 @@ async def test_a_connect_cut_short_while_making_the_session_read_only_closes_it(
         assert made and all(node.driver.is_closed(conn) for conn in made)
     finally:
         await manager.close()
+
+
+async def test_sqlite_memory_database_outlives_max_lifetime() -> None:
+    from conftest import Author
+
+    # Every connection of a file or server node is replaced after max_lifetime; the one
+    # connection of :memory: is the database itself and is kept however short the lifetime.
+    manager = Manager("sqlite:///:memory:", max_lifetime=0.01, max_idle=0.01)
+    try:
+        await manager.create_tables([Author])
+        await manager.create(Author, name="kept")
+        await asyncio.sleep(0.05)  # outlive max_lifetime and max_idle (not a replication wait)
+        assert await manager.count(Author.select()) == 1
+        assert manager.stats()["primary"]["connections_closed"] == 0
+    finally:
+        await manager.close()
