@@ -8,6 +8,7 @@ would return for ``shard_query(query, plan)``: the query's columns, then the hid
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, Iterator
 from decimal import Decimal
@@ -253,3 +254,18 @@ async def test_errors_are_wrapped_alike_on_one_shard_and_on_a_fan_out(sqlite_pai
         assert isinstance(failed.value.__cause__, peewee.OperationalError)
     with pytest.raises(peewee.OperationalError):  # routed by key: the shard's own error
         await sharded.execute(bad.where(Pt.id == 3))
+
+
+async def test_sharded_integer_options_are_bounded_both_ways(tmp_path: Path) -> None:
+    shards = {f"s{i}": f"sqlite:///{tmp_path}/s{i}.db" for i in (1, 2)}
+    for bad in (0, 1025, True, "8"):
+        with pytest.raises(ConfigurationError, match="fanout_concurrency"):
+            ShardedManager(shards, fanout_concurrency=bad, health_check_interval=None)
+    sharded = ShardedManager(shards, fanout_concurrency=1024, health_check_interval=None)
+    with pytest.raises(ConfigurationError, match="chunk_size"):
+        sharded.iterate(Pt.select(), chunk_size=10**7, shards="all")
+    with pytest.raises(ConfigurationError, match="batch_size"):
+        sharded.walk(Pt, batch_size=0)
+    with pytest.raises(ConfigurationError, match="concurrency"):
+        await sharded.process(Pt, lambda batch: asyncio.sleep(0), concurrency=5000)
+    assert not any(tmp_path.iterdir())  # noqa: ASYNC240 (nothing was opened)

@@ -19,6 +19,7 @@ import peewee
 
 from .._errors import ConfigurationError
 from .._manager import Manager
+from .._options import count as check_count
 from .._options import validate_node_name
 from ._build import ShardSpec, build_manager
 from ._dispatch import Dispatcher
@@ -43,10 +44,9 @@ __all__ = ["ShardedManager"]
 
 M = TypeVar("M", bound=peewee.Model)
 
-
-def _positive(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+#: Upper bounds of the integer options (shards or calls at once; rows per batch or chunk).
+MAX_CONCURRENCY = 1024
+MAX_BATCH = 1_000_000
 
 
 class ShardedManager(ShardedQueries, ShardedWrites):
@@ -87,7 +87,7 @@ class ShardedManager(ShardedQueries, ShardedWrites):
     ) -> None:
         if not isinstance(shards, Mapping) or not shards:
             raise ConfigurationError("shards must be a non-empty {name: url or spec} mapping")
-        _positive("fanout_concurrency", fanout_concurrency)
+        check_count("fanout_concurrency", fanout_concurrency, upper=MAX_CONCURRENCY)
         self.fanout_concurrency = fanout_concurrency
         self._managers: dict[str, Manager] = {}
         for name, spec in shards.items():
@@ -262,7 +262,7 @@ class ShardedManager(ShardedQueries, ShardedWrites):
         self, model: Any, order_by: Any, shards: Shards, batch_size: int, where: Any, op: str
     ) -> tuple[dict[str, BatchSource], list[Any]]:
         """``({shard: batch source}, order fields)`` for walking ``model``'s rows."""
-        _positive("batch_size", batch_size)
+        check_count("batch_size", batch_size, upper=MAX_BATCH)
         placement = self._router.placement(model)
         if placement.kind == "reference":  # every shard has all rows: walk one copy
             targets = [self._router.current() or self._order[0]]
@@ -329,7 +329,7 @@ class ShardedManager(ShardedQueries, ShardedWrites):
         ``fn``, or a shard's :class:`ShardError`) stops everything and is raised. Returns
         the number of rows processed.
         """
-        _positive("concurrency", concurrency)
+        check_count("concurrency", concurrency, upper=MAX_CONCURRENCY)
         sources, _ = self._walk_sources(model, order_by, shards, batch_size, where, "process")
         return await process_batches(
             sources,

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import peewee
 
 from .._errors import ConfigurationError, ShardKeyError
-from .._query import is_write
+from .._options import count as check_count
+from .._query import first_page, is_write
 from .._shortcuts import ModelShortcuts
 from ._dispatch import Dispatcher, Route
 from ._fanout import fan_out_select, fan_out_stream
@@ -183,8 +184,7 @@ class ShardedQueries:
         are computed as in :meth:`execute` and then yielded. Use ``async with`` to release
         every connection at once when stopping early.
         """
-        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-            raise ConfigurationError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        check_count("chunk_size", chunk_size, upper=1_000_000)
         route = self._dispatch.route(query, "iterate", shards=shards, shard_key=shard_key)
         return self._dispatch.pick(
             route,
@@ -220,9 +220,10 @@ class ShardedQueries:
         select, model = ModelShortcuts._select_for(source, query, filters)
         rows = await self._first(select, shard_key, shards)
         if not rows:
-            sql, params = self._managers[self._router.order[0]].database.get_sql_context().sql(select).query()
+            context = self._managers[self._router.order[0]].database.get_sql_context()
+            sql, params = context.sql(first_page(select)).query()
             raise model.DoesNotExist(
-                f"{model.__name__} instance matching query does not exist:\nSQL: {sql}\nParams: {params}"
+                f"{model} instance matching query does not exist:\nSQL: {sql}\nParams: {params}"
             )
         return rows[0]
 
@@ -235,7 +236,7 @@ class ShardedQueries:
         return rows[0] if rows else None
 
     async def _first(self, select: Any, shard_key: Any, shards: Shards) -> Any:
-        first = select.paginate(1, 1)
+        first = first_page(select)
         route: Route = self._dispatch.route(first, "get", shards=shards, shard_key=shard_key)
         return await self._dispatch.run(
             route,
