@@ -11,6 +11,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from ._deprecations import module_attribute as _moved_attribute
 from ._errors import (
     AioPeeweeDistError,
     ConfigurationError,
@@ -29,10 +30,9 @@ from ._errors import (
     TransactionError,
 )
 from ._manager import Manager
-from ._node import Node
 from ._options import PoolOptions
+from ._protocol import ManagerProtocol
 from ._transaction import Transaction
-from ._url import DatabaseURL, parse_url
 from .sharding import (
     FanOutResult,
     FanOutStream,
@@ -50,15 +50,14 @@ __all__ = [
     "AioPeeweeDistError",
     "ConfigurationError",
     "CrossShardError",
-    "DatabaseURL",
     "EventLoopError",
     "FanOutResult",
     "FanOutStream",
     "IdGenerator",
     "IdParts",
     "Manager",
+    "ManagerProtocol",
     "NoHealthyReplica",
-    "Node",
     "NodeUnavailable",
     "PoolClosed",
     "PoolError",
@@ -77,10 +76,14 @@ __all__ = [
     "TransactionError",
     "decode_id",
     "jump_hash",
-    "parse_url",
 ]
 
 try:
     __version__ = _version("aiopeewee-dist")
 except _PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"
+
+
+def __getattr__(name: str) -> object:
+    # Node, DatabaseURL and parse_url left the public API: a DeprecationWarning for one release.
+    return _moved_attribute(name)

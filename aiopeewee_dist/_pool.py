@@ -388,7 +388,9 @@ class ConnectionPool:
         self._counters[self.CONNECTIONS_CLOSED] += 1
         try:
             await asyncio.wait_for(self.driver.close(pc.conn), _RESET_TIMEOUT)
-        except (Exception, asyncio.CancelledError):
+        except (Exception, asyncio.CancelledError) as exc:
+            # The connection is dropped either way; a server that went away makes this common.
+            logger.debug("node %s: closing a connection failed, terminating it: %r", self.name, exc)
             self._terminate(pc)
 
     def _terminate(self, pc: PooledConnection) -> None:

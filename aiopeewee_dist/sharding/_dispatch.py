@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._errors import CrossShardError, PoolError, ShardError
+from .._errors import CrossShardError, NodeUnavailable, PoolError, ShardError
 from ._gather import gather_shards
 from ._routing import MISSING, ShardRouter, Shards, model_of
 from ._shardkeys import Placement
@@ -126,7 +126,7 @@ class Dispatcher:
         for name in ordered:
             try:
                 return await call(self.managers[name])
-            except PoolError as exc:  # unreachable, exhausted or closed: try the next copy
+            except (NodeUnavailable, PoolError) as exc:  # unreachable, exhausted or closed: try the next copy
                 failures[name] = exc
         first = ordered[0]
         raise ShardError(first, failures[first], failures) from failures[first]

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import peewee
 
+from .._deprecations import warn
 from .._errors import ConfigurationError
 from .._manager import Manager
 from .._options import count as check_count
@@ -156,7 +157,10 @@ class ShardedManager(ShardedQueries, ShardedWrites):
         """``{shard: manager.stats()}``."""
         return {name: self._managers[name].stats() for name in self._order}
 
-    get_stats = stats
+    def get_stats(self) -> dict[str, dict[str, Any]]:
+        """Deprecated: use ``stats()``."""
+        warn("ShardedManager.get_stats()", "use ShardedManager.stats()")
+        return self.stats()
 
     @contextmanager
     def _on_every_shard(self, make: Callable[[Manager], AbstractContextManager[None]]) -> Iterator[None]:

@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from .._compat import cursor_wrapper
 from .._drivers import Result
 from ._exprs import like
 from ._plan import SelectPlan
@@ -98,4 +99,4 @@ def merge_results(query: Any, plan: SelectPlan, results: Sequence[Any]) -> list[
     if description is None:
         return []
     rows = merge_rows(plan, [list(r.rows) for r in raw])
-    return list(query._get_cursor_wrapper(Result(rows, list(description)[: plan.width])))
+    return list(cursor_wrapper(query, Result(rows, list(description)[: plan.width])))

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import peewee
 
+from .._compat import return_raw_results, set_limit
 from .._errors import RoutingError
 from ._exprs import (
     Evaluator,
@@ -258,21 +259,14 @@ def plan_select(query: Any, dialect: str) -> SelectPlan:
     return plan
 
 
-def _raw_rows(cursor: Any) -> list[Any]:
-    # Stands in for the cursor wrapper: the "rows" the shard returns are its Result objects.
-    return [cursor]
-
-
 def shard_query(query: Any, plan: SelectPlan) -> Any:
     """The copy of ``query`` each shard runs: it returns raw :class:`Result` objects."""
     clone = query.clone()
     if plan.kind == "rows":
-        clone._limit = plan.stop
-        clone._offset = None
+        set_limit(clone, plan.stop, None)
     else:
         # Every group is needed from every shard; ordering and paging happen after the merge.
-        clone._order_by = None
-        clone._limit = clone._offset = None
-        clone._returning = [*query._returning, *plan.extra]
-    clone._get_cursor_wrapper = _raw_rows
+        clone = clone.order_by().select(*query._returning, *plan.extra)
+        set_limit(clone, None, None)
+    return_raw_results(clone)
     return clone

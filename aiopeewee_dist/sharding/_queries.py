@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import peewee
 
+from .._compat import set_limit
 from .._errors import ConfigurationError, ShardKeyError
 from .._options import count as check_count
 from .._query import first_page, is_write
@@ -142,7 +143,7 @@ class ShardedQueries:
             # Groups and distinct rows can repeat across shards: count the merged result.
             clone = query.clone()
             if clear_limit:
-                clone._limit = clone._offset = None
+                set_limit(clone, None, None)
             return len(await self._fan_out(clone, targets, partial=False))
         results, _ = await gather_shards(
             targets,

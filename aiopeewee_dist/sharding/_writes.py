@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee
 
+from .._compat import model_pk
 from .._errors import ShardKeyError
 from ._dispatch import Dispatcher
 from ._gather import gather_shards
@@ -58,7 +59,9 @@ class ShardedWrites:
         if placement.kind == "reference":
             # Decide insert-or-update once: after the first shard's insert the instance has
             # its primary key, and a second plain save() would UPDATE nothing elsewhere.
-            insert = force_insert or (placement.model._meta.primary_key is not False and instance._pk is None)
+            insert = force_insert or (
+                placement.model._meta.primary_key is not False and model_pk(instance) is None
+            )
             dirty = set(instance._dirty)
 
             async def save_on(manager: Manager) -> int | bool:
