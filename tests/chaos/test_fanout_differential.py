@@ -4,10 +4,11 @@ Hypothesis generates the rows (NULLs and ties included) and the queries: express
 aggregates, casts, aliases that collide with column names, GROUP BY, DISTINCT, LIMIT/OFFSET,
 joins to a reference table (copied on every shard). Each query runs through
 ``ShardedManager.execute(..., shards="all")`` and, as the oracle, through synchronous Peewee on
-one database of the same backend. The fan-out must return the oracle's rows (with their
-types) or refuse with ``RoutingError`` exactly where the query holds something that cannot be
-merged. Rows are compared as the SQL semantics allow: in order where the ORDER BY is total,
-in order of the sort key with ties as multisets where it is partial, as multisets without it.
+one database of the same backend. The fan-out (``execute``, and ``iterate`` for queries
+without DISTINCT) must return the oracle's rows (with their types) or refuse with
+``RoutingError`` exactly where the query holds something that cannot be merged. Rows are
+compared as the SQL semantics allow: in order where the ORDER BY is total, in order of the
+sort key with ties as multisets where it is partial, as multisets without it.
 
 Sizes: ``EXAMPLES`` per property per backend (``AIOPD_CHAOS=full``, i.e. ``make chaos``, runs
 more); the cases run are recorded in the chaos figures.
@@ -237,18 +238,40 @@ def check(pair: Pair, prop: str, case: Case) -> None:
         want = list(case.query.execute(pair.oracle))
     assert same_rows(got, want, case.order, case.total, case.names), (case.query, got, want)
     pair.counts[f"{prop}.cases"] += 1
+    if case.query._distinct is None and not case.query._simple_distinct:  # iterate() refuses DISTINCT
+        streamed = pair.run(_stream(pair.sharded, case.query))
+        assert same_rows(streamed, want, case.order, case.total, case.names), (case.query, streamed, want)
+        pair.counts[f"{prop}.streamed"] += 1
+
+
+async def _stream(sharded: ShardedManager, query: Any) -> list[Any]:
+    async with sharded.iterate(query, shards="all", chunk_size=3) as rows:
+        return [row async for row in rows]
 
 
 # -- generated queries ------------------------------------------------------------------------
 
 
-def _ordering(data: st.DataObject, node: Any, name: str, dialect: str) -> Any:
-    ref = data.draw(st.sampled_from([node, SQL(name)]), label="order by")
-    descending = data.draw(st.booleans(), label="desc")
-    # MySQL emulates NULLS FIRST/LAST with a CASE over the name, which resolves a column before
-    # an alias there: outside what a fan-out promises (docs/sharding.md), so not generated.
-    nulls = None if dialect == "mysql" else data.draw(st.sampled_from([None, "first", "last"]))
-    return ref.desc(nulls=nulls) if descending else ref.asc(nulls=nulls)
+def _orderings(
+    data: st.DataObject, items: list[Any], names: list[str], positions: list[int], dialect: str
+) -> tuple[list[Any], list[int]]:
+    """ORDER BY terms for ``positions`` (each by its node or its name), and the columns the
+    server sorts by: a name, or an Alias (which Peewee writes as a bare name), means the first
+    item with that alias, else a column of that name (SQLite lets two items share an alias)."""
+    terms, resolved = [], []
+    for p in positions:
+        ref = data.draw(st.sampled_from([items[p], SQL(names[p])]), label="order by")
+        descending = data.draw(st.booleans(), label="desc")
+        # MySQL emulates NULLS FIRST/LAST with a CASE over the name, which resolves a column
+        # before an alias there: outside what a fan-out promises (docs/sharding.md).
+        nulls = None if dialect == "mysql" else data.draw(st.sampled_from([None, "first", "last"]))
+        terms.append(ref.desc(nulls=nulls) if descending else ref.asc(nulls=nulls))
+        by_name = isinstance(ref, (SQL, peewee.Alias))
+        aliased = [
+            i for i, item in enumerate(items) if isinstance(item, peewee.Alias) and names[i] == names[p]
+        ]
+        resolved.append(aliased[0] if by_name and aliased else p)
+    return terms, resolved
 
 
 def _select_items(
@@ -320,13 +343,16 @@ def rows_case(data: st.DataObject, dialect: str) -> Case:
         items.append(DfItem.id.alias("row_id"))
         names.append("row_id")
         sources.append("id")
-    if paged and sources.index("id") not in positions:
-        positions.append(sources.index("id"))
     query = query.select(*items)
     if distinct:
         query = query.distinct()
-    if positions:
-        query = query.order_by(*(_ordering(data, items[p], names[p], dialect) for p in positions))
+    terms, positions = _orderings(data, items, names, positions, dialect)
+    if paged and sources.index("id") not in positions:
+        # The tie-breaker by the field itself: Peewee writes it qualified, never as a name.
+        terms.append(DfItem.id.asc())
+        positions.append(sources.index("id"))
+    if terms:
+        query = query.order_by(*terms)
     total = "id" in sources and sources.index("id") in positions
     total = total or (distinct and set(positions) == set(range(len(items))))
     if _dicts(data, names):
@@ -391,10 +417,14 @@ def grouped_case(data: st.DataObject, dialect: str) -> Case:
     query = _base(data, items, join).group_by(*(_field(c) for c in sources))
     positions = data.draw(st.lists(st.integers(0, len(items) - 1), max_size=3, unique=True), label="order")
     query, paged = _paged(data, query)
-    if paged:  # a page is only defined by a total order: every group column
-        positions += [p for p in range(len(group_items)) if p not in positions]
-    if positions:
-        query = query.order_by(*(_ordering(data, items[p], names[p], dialect) for p in positions))
+    terms, positions = _orderings(data, items, names, positions, dialect)
+    if paged:  # a page is only defined by a total order: every group column, by its field
+        for p in range(len(group_items)):
+            if p not in positions:
+                terms.append(_field(sources[p]).asc())
+                positions.append(p)
+    if terms:
+        query = query.order_by(*terms)
     total = set(range(len(group_items))) <= set(positions)
     if _dicts(data, names):
         return Case(query.dicts(), positions or None, total, refused, names)
@@ -428,6 +458,7 @@ def _property(pair: Pair, prop: str, build: Callable[[st.DataObject, str], Case]
         property=prop,
         cases=pair.counts[f"{prop}.cases"],
         refused=pair.counts[f"{prop}.refused"],
+        streamed=pair.counts[f"{prop}.streamed"],
         discrepancies=0,  # any discrepancy fails the property above
     )
 
