@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CLUSTER := bash scripts/cluster.sh
-SOURCES := aiopeewee_dist tests examples
+SOURCES := aiopeewee_dist tests examples scripts
 
 # Shared by `lint` and `test`; kept as text (not `$(MAKE) lint`) so that `make -n test` runs nothing.
 LINT := $(BIN)/ruff check $(SOURCES) && \
@@ -17,16 +17,18 @@ export PIP_NO_INPUT := 1
 # The wheel and sdist as users get them: built, installed outside the checkout, smoke-run.
 DIST_CHECK := $(BIN)/python scripts/check_dist.py
 
-.PHONY: dist-check help venv demo conduit conduit-cluster cluster-up cluster-down lint test chaos soak bench
+.PHONY: dist-check help venv demo conduit conduit-cluster cluster-up cluster-down lint test coverage chaos soak bench compat
 
 help:
 	@echo "make demo          run examples/quickstart.py (SQLite, no server needed)"
 	@echo "make conduit       the RealWorld backend (examples/conduit) on SQLite, http://127.0.0.1:8000/api"
 	@echo "make conduit-cluster  the same on the PostgreSQL primary + 2 replicas (DATABASE_URL, DATABASE_REPLICA_URLS)"
 	@echo "make test          start the local cluster, lint, run every test, stop the cluster"
+	@echo "make coverage      branch coverage: the serverless tests alone (-m 'not cluster'), then the whole suite"
 	@echo "make chaos         the fault scenarios of tests/chaos at full size, figures in .chaos/figures.json"
 	@echo "make soak          mixed load with a fault every 30 s for SOAK_MINUTES (10); errors, p99, memory"
 	@echo "make dist-check    build the wheel and sdist, install the wheel in a fresh venv, import and run it"
+	@echo "make compat PEEWEE_ASYNC_SRC=DIR  peewee-async 2.1.0's own suite, plain and through Manager(url).database"
 	@echo "make lint          ruff check, ruff format --check, mypy --strict"
 	@echo "make cluster-up    install (if missing) and start the PostgreSQL/MariaDB/PgBouncer topology"
 	@echo "make cluster-down  stop it"
@@ -82,6 +84,19 @@ test: venv
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
 	exit $$status
 
+# Branch coverage of aiopeewee_dist twice: the serverless tests alone (fake servers and SQLite,
+# no cluster needed), then the whole suite with the cluster (started and stopped as for `test`).
+COV := --cov=aiopeewee_dist --cov-branch --cov-report=term
+coverage: venv
+	status=0; \
+	$(BIN)/pytest -q -p no:cacheprovider -m "not cluster" $(COV) --cov-report=html:.coverage-html/serverless \
+	  || status=$$?; \
+	{ $(CLUSTER) install && $(CLUSTER) start && \
+	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider $(COV) --cov-report=html:.coverage-html/all; } \
+	  || status=$$?; \
+	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
+	exit $$status
+
 # The chaos scenarios at full size (make test runs them short). Same cluster handling as `test`.
 chaos: venv
 	status=0; \
@@ -96,6 +111,24 @@ soak: venv
 	status=0; \
 	{ $(CLUSTER) install && $(CLUSTER) start && \
 	  $(BIN)/python tests/chaos/soak.py --minutes $(SOAK_MINUTES); } || status=$$?; \
+	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
+	exit $$status
+
+# peewee-async 2.1.0's own test suite, run on plain peewee-async and with its databases replaced by
+# Manager(url).database, figures per backend (scripts/compat/run.py, docs/peewee-async.md). Not part
+# of `make test`: it needs a checkout of the suite, outside this repository, e.g.
+#   git clone --branch v2.1.0 --depth 1 https://github.com/05bit/peewee-async ../peewee-async-2.1.0
+# COMPAT_ARGS: passed to run.py (e.g. --backends sqlite,psycopg -- -k transaction).
+PEEWEE_ASYNC_SRC ?= ../peewee-async-2.1.0
+COMPAT_ARGS ?=
+
+compat: venv
+	@test -f "$(PEEWEE_ASYNC_SRC)/tests/conftest.py" || { echo "PEEWEE_ASYNC_SRC=$(PEEWEE_ASYNC_SRC) is not a \
+	peewee-async checkout: git clone --branch v2.1.0 --depth 1 https://github.com/05bit/peewee-async DIR, \
+	then make compat PEEWEE_ASYNC_SRC=DIR" >&2; exit 2; }
+	status=0; \
+	{ $(CLUSTER) install && $(CLUSTER) start && \
+	  $(BIN)/python scripts/compat/run.py --src "$(PEEWEE_ASYNC_SRC)" $(COMPAT_ARGS); } || status=$$?; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
 	exit $$status
 

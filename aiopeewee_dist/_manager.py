@@ -13,6 +13,7 @@ import peewee
 
 from ._consistency import Consistency, ConsistencyMode, Session
 from ._deprecations import ManagerDeprecations
+from ._dialects import following_database
 from ._dispatch import Dispatcher
 from ._errors import ConfigurationError, RoutingError
 from ._health import HealthMonitor
@@ -147,6 +148,8 @@ class Manager(ModelShortcuts, ManagerDeprecations):
             monitor_enabled=self._monitor_enabled,
             before_read=self._ensure_monitor,
         )
+        hook = self._dispatch.after_commit if self._consistency.mode is not None else None
+        self._database = following_database(lambda: self._router.primary, on_write=hook)
 
     def _new_node(
         self, url: str, *, default_name: str, role: Role, name: str | None = None, weight: float | None = None
@@ -192,8 +195,10 @@ class Manager(ModelShortcuts, ManagerDeprecations):
 
     @property
     def database(self) -> peewee.Database:
-        """The primary's peewee-async database: bind ``AioModel`` classes to it if you like."""
-        database: peewee.Database = self._router.primary.database
+        """A peewee-async database on the current primary: bind ``AioModel`` classes to it.
+
+        Code written for peewee-async 2.1 behaves the same on it (docs/peewee-async.md)."""
+        database: peewee.Database = self._database
         return database
 
     async def connect(self) -> None:

@@ -23,7 +23,7 @@ from urllib.parse import quote, unquote
 from ._errors import ConfigurationError
 from ._options import NODE_OPTION_NAMES, parse_node_option
 
-Backend = Literal["psycopg", "aiopg", "aiomysql", "aiosqlite"]
+Backend = Literal["psycopg", "aiopg", "aiomysql", "aiosqlite", "fake"]
 Dialect = Literal["postgresql", "mysql", "sqlite"]
 
 _SCHEMES: dict[str, Backend] = {
@@ -31,6 +31,8 @@ _SCHEMES: dict[str, Backend] = {
     **dict.fromkeys(["postgresql+aiopg", "postgres+aiopg"], "aiopg"),
     **dict.fromkeys(["mysql", "mysql+aiomysql", "mariadb", "mariadb+aiomysql"], "aiomysql"),
     **dict.fromkeys(["sqlite", "sqlite+aiosqlite"], "aiosqlite"),
+    # aiopeewee_dist.testing's simulated servers (SQLite SQL, scripted faults and roles).
+    "fake": "fake",
 }
 # backend -> (scheme that obscured() writes, chosen to parse back to the same backend; dialect; port)
 _BACKENDS: dict[Backend, tuple[str, Dialect, int | None]] = {
@@ -38,6 +40,7 @@ _BACKENDS: dict[Backend, tuple[str, Dialect, int | None]] = {
     "aiopg": ("postgresql+aiopg", "postgresql", 5432),
     "aiomysql": ("mysql", "mysql", 3306),
     "aiosqlite": ("sqlite", "sqlite", None),
+    "fake": ("fake", "sqlite", None),
 }
 
 _LIBPQ_KEYWORDS_TEXT = """
@@ -64,6 +67,7 @@ MYSQL_OPTIONS: frozenset[str] = frozenset(
 SQLITE_OPTIONS: frozenset[str] = frozenset(
     {"timeout", "journal_mode", "synchronous", "cache_size", "foreign_keys"}
 )
+_FAKE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _SQLITE_CHOICES = {
     "journal_mode": ("delete", "truncate", "persist", "memory", "wal", "off"),
     "synchronous": ("off", "normal", "full", "extra", "0", "1", "2", "3"),
@@ -112,6 +116,8 @@ class DatabaseURL:
         scheme = _BACKENDS[self.backend][0]
         if self.backend == "aiosqlite":
             text = f"{scheme}:///{quote(self.database, safe='/:')}"
+        elif self.backend == "fake":
+            text = f"{scheme}://{self.database}"
         else:
             userinfo = ""
             if self.user is not None or self.password is not None:
@@ -207,6 +213,8 @@ def _driver_option(backend: Backend, key: str, value: str) -> object:
         if key == "sslmode" and value not in _SSLMODES:
             raise ConfigurationError(f"sslmode must be one of {', '.join(_SSLMODES)}; got {value!r}")
         return value
+    if backend == "fake":
+        raise ConfigurationError(f"URL query parameter {key!r} is not an option of fake:// URLs")
     allowed = MYSQL_OPTIONS if backend == "aiomysql" else SQLITE_OPTIONS
     if key not in allowed:
         raise ConfigurationError(
@@ -328,6 +336,13 @@ def _parse(raw: str) -> DatabaseURL:
             backend, None, None, None, None, unquote(path[1:]) or ":memory:", driver_options, node_options
         )
 
+    if backend == "fake":
+        if path not in ("", "/") or not _FAKE_NAME_RE.fullmatch(authority):
+            raise ConfigurationError(
+                "a fake URL is fake://NAME, NAME being a FakeServer's name (letters, digits, '_', '.', '-')"
+            )
+        return DatabaseURL(backend, None, None, None, None, authority, driver_options, node_options)
+
     user = password = None
     userinfo, at, hostport = authority.rpartition("@")
     if at:
@@ -395,8 +410,10 @@ def connect_kwargs(url: DatabaseURL) -> dict[str, Any]:
         kwargs.update((k, v) for k, v in options.items() if not k.startswith("ssl_"))
         if any(k.startswith("ssl_") for k in options):
             kwargs["ssl"] = _mysql_ssl(url.driver_options)
-    else:
+    elif url.backend == "aiosqlite":
         kwargs = {"database": url.database, "timeout": options.get("timeout", 5.0)}
+    else:
+        kwargs = {"database": url.database}
     return {k: v for k, v in kwargs.items() if v is not None}
 
 

@@ -135,7 +135,7 @@ def _make_pair(backend: str, tmp: Path) -> Pair:
         shards: dict[str, Any] = {f"s{i}": f"sqlite:///{tmp}/s{i}.db" for i in (1, 2, 3)}
         oracle: peewee.Database = peewee.SqliteDatabase(str(tmp / "all.db"))
     else:
-        kind = "pg" if backend == "postgresql" else "mysql"
+        kind = "pg" if backend == "psycopg" else "mysql"
         if not cluster.cluster_available(kind):
             pytest.skip(f"{kind} topology not running (scripts/cluster.sh start)")
         primary = cluster.PG_PRIMARY if kind == "pg" else cluster.MY_PRIMARY
@@ -148,7 +148,7 @@ def _make_pair(backend: str, tmp: Path) -> Pair:
     return Pair(backend, sharded.dialect, loop, sharded, oracle)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql", "mysql"])
+@pytest.fixture(scope="module", params=["sqlite", "psycopg", "mysql"])
 def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     made = _make_pair(request.param, tmp_path_factory.mktemp("differential"))
     try:
