@@ -18,7 +18,7 @@ from .._shortcuts import ModelShortcuts
 from ._dispatch import Dispatcher, Route
 from ._fanout import fan_out_select, fan_out_stream
 from ._gather import FanOutResult, gather_shards
-from ._routing import MISSING, ShardRouter, Shards
+from ._routing import MISSING, ShardRouter, Shards, model_of
 from ._stream import FanOutStream, relay
 
 if TYPE_CHECKING:
@@ -72,21 +72,23 @@ class ShardedQueries:
         )
 
     async def _insert(self, query: Any, shard_key: Any) -> Any:
-        route = self._dispatch.route(query, "insert", keys=None)
-        if route.reference:
+        placement = self._router.placement(model_of(query))
+        if placement.kind == "reference":
             return await self._dispatch.reference_write(lambda m: m.execute(query), "write")
-        query, keys = self._router.insert_keys(query, route.placement, shard_key)
-        if route.placement.kind == "keyed" and keys is None:
+        # The keys are in the rows (or the key field's default), not in a WHERE clause.
+        query, keys = self._router.insert_keys(query, placement, shard_key)
+        if placement.kind == "keyed" and keys is None:
             raise ShardKeyError(
-                f"insert into {route.placement.model.__name__} needs its shard key"
-                f" {route.placement.label} in every row (or shard_key=)"
+                f"insert into {placement.model.__name__} needs its shard key"
+                f" {placement.label} in every row (or shard_key=)"
             )
-        targets, _ = self._router.route(route.placement, keys, None, "insert")
-        if len(targets) > 1:
+        route = self._dispatch.route(query, "insert", keys=keys)
+        if len(route.targets) > 1:
             raise ShardKeyError(
-                f"this insert has rows for shards {targets}: use sharded.insert_many(), which splits them"
+                f"this insert has rows for shards {list(route.targets)}: use sharded.insert_many(),"
+                " which splits them"
             )
-        return await self._managers[targets[0]].execute(query)
+        return await self._managers[route.targets[0]].execute(query)
 
     async def _raw(self, query: Any, shards: Shards, shard_key: Any) -> Any:
         keys = [shard_key] if shard_key is not MISSING else None
