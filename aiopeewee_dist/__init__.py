@@ -30,18 +30,26 @@ from ._errors import (
     ShardKeyError,
     TransactionError,
 )
-from ._fanout import FanOutResult, FanOutStream
 from ._galera import GaleraProvider
-from ._ids import IdGenerator, IdParts, ShardedIdField, decode_id
 from ._manager import Manager
 from ._options import PoolOptions
 from ._patroni import PatroniProvider
 from ._protocol import ManagerProtocol
 from ._providers import Member, TopologyProvider, TopologySnapshot
 from ._retry import RetryingTransaction
-from ._sharding import ShardedManager, ShardTransaction
-from ._shardkeys import Ranges, jump_hash
 from ._transaction import Transaction
+from .sharding import (
+    FanOutResult,
+    FanOutStream,
+    IdGenerator,
+    IdParts,
+    Ranges,
+    ShardedIdField,
+    ShardedManager,
+    ShardTransaction,
+    decode_id,
+    jump_hash,
+)
 
 __all__ = [
     "AioPeeweeDistError",

@@ -53,6 +53,7 @@ __all__ = [
     "model_pk_expr",
     "populate_unsaved_relations",
     "prune_fields",
+    "return_raw_results",
     "set_limit",
     "set_model_pk",
 ]
@@ -90,18 +91,35 @@ QUERY_ATTRIBUTES: dict[str, tuple[str, ...]] = {
         "_for_update",
     ),
     "ModelUpdate": ("_update", "_where", "_returning", "_return_cursor"),
-    "ModelInsert": ("_returning", "_return_cursor", "_as_rowcount", "_row_type", "_query_type"),
+    "ModelInsert": (
+        "_returning",
+        "_return_cursor",
+        "_as_rowcount",
+        "_row_type",
+        "_query_type",
+        "_insert",  # sharding: the rows of an INSERT, for their shard keys
+        "_columns",
+    ),
     "RawQuery": ("_sql",),
     "Field": ("_coerce",),
     "Ordering": ("_coerce", "_converter"),
     "Table": ("_primary_key",),
     "Model": ("_meta", "__data__", "_dirty", "__rel__"),
+    # sharding: an aggregate's FILTER and a cast's target type, read by the fan-out planner.
+    "Function": ("_filter",),
+    "Cast": ("_cast",),
 }
 
 
 def cursor_wrapper(query: Any, cursor: Any) -> Any:
     """The query's own wrapper over a cursor: rows as models, dicts, tuples, ..."""
     return query._get_cursor_wrapper(cursor)
+
+
+def return_raw_results(query: Any) -> None:
+    """Make ``query`` (a clone the caller owns) return ``[cursor]``, the driver's raw result,
+    instead of shaped rows: a fan-out merges raw rows, then shapes them once."""
+    query._get_cursor_wrapper = lambda cursor: [cursor]
 
 
 def set_limit(query: Any, limit: int | None, offset: int | None) -> None:

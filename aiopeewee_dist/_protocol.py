@@ -66,7 +66,7 @@ class ManagerProtocol(Protocol):
 
 if TYPE_CHECKING:  # mypy --strict (make lint) proves both classes satisfy the protocol.
     from ._manager import Manager
-    from ._sharding import ShardedManager
+    from .sharding import ShardedManager
 
     def _both_satisfy(manager: Manager, sharded: ShardedManager) -> list[ManagerProtocol]:
         return [manager, sharded]

@@ -39,7 +39,7 @@ APP_USER=aiopd
 APP_PASS='p@ss:w/rd 1'
 APP_PASS_URL='p%40ss%3Aw%2Frd%201'
 PG_DBS=(aiopd shard1 shard2 shard3 chaos)
-MY_DBS=(aiopd shard1 shard2 chaos)
+MY_DBS=(aiopd shard1 shard2 shard3 chaos)
 PG_REPLICAS=(pg-replica-1 pg-replica-2)
 declare -A PORT=(
   [pg-primary]=55432 [pg-replica-1]=55433 [pg-replica-2]=55434

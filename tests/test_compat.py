@@ -57,6 +57,8 @@ def _samples() -> dict[str, Any]:
         "Ordering": Author.name.asc(),
         "Table": peewee.Table("t", ("id",), primary_key="id"),
         "Model": Author(name="d"),
+        "Function": peewee.fn.COUNT(Author.id),
+        "Cast": Author.serial.cast("text"),
     }
 
 
@@ -66,6 +68,13 @@ def test_private_attributes_read_on_the_hot_paths_exist(kind: str) -> None:
     assert type(sample).__name__ == kind or kind in ("RawQuery", "Model", "Field")
     missing = [name for name in _compat.QUERY_ATTRIBUTES[kind] if not hasattr(sample, name)]
     assert missing == []
+
+
+def test_a_query_made_to_return_raw_results() -> None:
+    query = Author.select(Author.id).dicts().clone()
+    _compat.return_raw_results(query)
+    result = Result([(1,)], [("id",)])
+    assert _compat.cursor_wrapper(query, result) == [result]
 
 
 def test_cursor_wrapper_builds_peewee_rows() -> None:

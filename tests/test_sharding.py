@@ -37,12 +37,12 @@ from aiopeewee_dist import (
     ShardedManager,
     ShardError,
     ShardKeyError,
-    _sharding,
     decode_id,
     jump_hash,
 )
-from aiopeewee_dist._fanout import raw_pairs as real_raw_pairs
-from aiopeewee_dist._shardkeys import stable_hash64
+from aiopeewee_dist.sharding import _fanout
+from aiopeewee_dist.sharding._shardkeys import stable_hash64
+from aiopeewee_dist.sharding._stream import raw_pairs as real_raw_pairs
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "sharding.py"
@@ -635,7 +635,7 @@ async def test_streaming_fan_out_yields_the_materialised_rows_in_order(
 
         return real_raw_pairs(chunks, counted, key)
 
-    monkeypatch.setattr(_sharding, "raw_pairs", counting_raw_pairs)
+    monkeypatch.setattr(_fanout, "raw_pairs", counting_raw_pairs)
     async with sharded.iterate(query, shards="all", chunk_size=chunk) as stream:
         async for user in stream:
             consumed[sharded.shard_for(ShUser, user.id)] += 1

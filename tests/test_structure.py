@@ -7,9 +7,7 @@
   counts those made inside functions (a deferred import hides a cycle, it does not remove it);
   imports under ``if TYPE_CHECKING:`` are left out, as they never run.
 
-``aiopeewee_dist/sharding/`` (and the flat sharding modules it replaces) is the sharding
-work's: it is measured here too, and its exceptions, while it is being split, are listed in
-``SHARDING_PENDING`` rather than hidden.
+``aiopeewee_dist/sharding/`` is measured like every other module.
 
 Run as a script (``python tests/test_structure.py``) it prints the figures.
 """
@@ -24,9 +22,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "aiopeewee_dist"
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
-# Owned by the sharding work (issue 14 item 1), which splits these into aiopeewee_dist/sharding/.
-SHARDING = ("_sharding.py", "_fanout.py", "_shardkeys.py", "_ids.py", "sharding/")
-SHARDING_PENDING = frozenset(("_sharding.py", "_fanout.py"))
+SHARDING = ("sharding/",)
+SHARDING_PENDING: frozenset[str] = frozenset()  # modules allowed over the limits: none
 
 
 def modules() -> list[Path]:
@@ -201,7 +198,7 @@ def _report() -> None:
     print("longest functions:", ", ".join(f"{where} {n}" for n, where in longest[:5]))
     print("import cycles:", cycles(import_graph()) or "none")
     pending = [relative(p) for p in modules() if is_sharding(p)]
-    print("sharding modules (the sharding work's):", ", ".join(pending))
+    print("sharding modules:", ", ".join(pending))
 
 
 if __name__ == "__main__":

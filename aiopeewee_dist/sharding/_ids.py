@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import peewee
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
 
 __all__ = ["DEFAULT_EPOCH_MS", "IdGenerator", "IdParts", "ShardedIdField", "decode_id"]
 

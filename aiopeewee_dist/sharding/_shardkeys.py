@@ -25,7 +25,7 @@ from typing import Any, Literal, Union
 
 import peewee
 
-from ._errors import ConfigurationError, ShardKeyError
+from .._errors import ConfigurationError, ShardKeyError
 
 __all__ = [
     "KeyStrategy",

@@ -1,0 +1,172 @@
+"""The streaming merge: shards' row streams merged lazily into one ``async for``.
+
+A k-way merge holds one row per shard and asks a shard for its next row only after the
+previous one was yielded, so memory stays at one chunk per shard whatever the result size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from contextlib import aclosing
+from typing import Any
+
+from .._errors import ShardError
+from ._gather import record_failure
+
+__all__ = [
+    "FanOutStream",
+    "chain_sources",
+    "merge_sorted",
+    "page",
+    "raw_pairs",
+    "relay",
+    "relay_wrapped",
+]
+
+logger = logging.getLogger("aiopeewee_dist.sharding")
+
+Source = tuple[str, AsyncIterator[tuple[Any, Any]]]
+
+
+async def _close_all(sources: Sequence[Source]) -> None:
+    # Every source must be closed (each holds a shard's connection). A cursor that cannot be
+    # closed cleanly has already marked its connection broken, so the pool discards it; the
+    # error is logged, not raised, so that the other shards' sources are closed too.
+    for shard, iterator in sources:
+        close = getattr(iterator, "aclose", None)
+        if close is None:
+            continue
+        try:
+            await close()
+        except Exception:
+            logger.warning("shard %s: closing its stream failed", shard, exc_info=True)
+
+
+async def merge_sorted(
+    sources: Sequence[Source], *, failures: dict[str, BaseException], partial: bool
+) -> AsyncGenerator[Any, None]:
+    """K-way merge of async ``(key, item)`` streams that are each sorted by key.
+
+    Holds one item per source; a source advances only after its item was yielded. Items
+    with equal keys come in source order. Failed sources raise :class:`ShardError`, or
+    with ``partial`` are recorded in ``failures`` and dropped.
+    """
+    heap: list[tuple[Any, int, Any]] = []
+
+    async def advance(index: int) -> None:
+        shard, iterator = sources[index]
+        try:
+            key, item = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        except Exception as exc:
+            record_failure(shard, exc, failures, partial)
+            return
+        heapq.heappush(heap, (key, index, item))
+
+    try:
+        # The first item of every source at once: each shard opens its cursor concurrently.
+        results = await asyncio.gather(*(advance(i) for i in range(len(sources))), return_exceptions=True)
+        for outcome in results:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        while heap:
+            _, index, item = heapq.heappop(heap)
+            yield item
+            await advance(index)
+    finally:
+        await _close_all(sources)
+
+
+async def chain_sources(
+    sources: Sequence[Source], *, failures: dict[str, BaseException], partial: bool
+) -> AsyncGenerator[Any, None]:
+    """The sources one after another (no ORDER BY): one shard's stream is open at a time."""
+    try:
+        for shard, iterator in sources:
+            try:
+                async for _, item in iterator:
+                    yield item
+            except Exception as exc:
+                record_failure(shard, exc, failures, partial)
+    finally:
+        await _close_all(sources)
+
+
+async def raw_pairs(
+    chunks: Any, shape: Callable[[Any], Iterable[Any]], key: Callable[[Sequence[Any]], Any]
+) -> AsyncGenerator[tuple[Any, Any], None]:
+    """``(sort key, shaped row)`` for each row of a shard's stream of raw chunks."""
+    async with chunks as results:
+        async for chunk in results:
+            raw = list(chunk.rows)
+            shaped = list(shape(chunk))
+            for raw_row, row in zip(raw, shaped, strict=True):
+                yield key(raw_row), row
+
+
+async def page(rows: AsyncIterator[Any], offset: int, stop: int | None) -> AsyncGenerator[Any, None]:
+    """OFFSET/LIMIT over an async stream; stops pulling as soon as the page is full."""
+    async with aclosing(rows) as items:  # type: ignore[type-var]
+        index = 0
+        if stop is not None and stop <= offset:
+            return
+        async for item in items:
+            if index >= offset:
+                yield item
+            index += 1
+            if stop is not None and index >= stop:
+                return
+
+
+async def relay(stream: Any) -> AsyncGenerator[Any, None]:
+    """A shard's own stream (a routed ``iterate``): its errors are raised as they are."""
+    async with stream as rows:
+        async for row in rows:
+            yield row
+
+
+async def relay_wrapped(
+    stream: Any, shard: str, failures: dict[str, BaseException], partial: bool
+) -> AsyncGenerator[Any, None]:
+    """A fan-out that ended up on one shard: failures reported the fan-out way."""
+    try:
+        async with stream as rows:
+            async for row in rows:
+                yield row
+    except Exception as exc:
+        if not partial:
+            raise ShardError(shard, exc) from exc
+        failures[shard] = exc
+
+
+class FanOutStream:
+    """Rows streamed from one or more shards: ``async for`` it, ideally inside ``async with``.
+
+    ``async with`` closes every shard's cursor (and returns its connection) as soon as the
+    block ends, even if the loop stopped early. With ``partial=True``, ``failures`` lists the
+    shards that failed mid-stream (their remaining rows are missing).
+    """
+
+    def __init__(self, rows: AsyncGenerator[Any, None], failures: dict[str, BaseException]) -> None:
+        self._rows = rows
+        self.failures = failures
+
+    def __aiter__(self) -> FanOutStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self._rows.__anext__()
+
+    async def __aenter__(self) -> FanOutStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop streaming and release every shard's connection."""
+        await self._rows.aclose()
