@@ -14,7 +14,7 @@ import peewee
 from . import _context
 from ._bounded import bounded
 from ._dialects import dialect_for
-from ._drivers import Result, get_driver
+from ._drivers import Driver, Result, get_driver
 from ._errors import NodeUnavailable, PoolTimeout, QueryTimeout, ReadOnlyError
 from ._health import NodeHealth
 from ._options import PoolOptions
@@ -86,6 +86,8 @@ class Node:
         self._counters: Counter[str] = Counter()
         # Recent statement latencies (seconds) for the percentiles in stats().
         self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
+        #: A binding every task uses when it has none of its own (see ``_context.bound``).
+        self.shared_binding: _context.Binding | None = None
 
     def __repr__(self) -> str:
         return f"<Node {self.name!r} {self.role} {self.url.obscured()}>"
@@ -104,6 +106,16 @@ class Node:
         self.role = role
         self.pool.read_only = role == "replica"
         self.expire_connections()
+
+    def use_driver(self, driver: Driver) -> Driver:
+        """Send this node's statements and connects through ``driver``; the previous one.
+
+        For wrappers around the real driver (``aiopeewee_dist.testing`` simulates a dead node).
+        """
+        previous, self.driver = self.driver, driver
+        for pool in self._pools():
+            pool.driver = driver
+        return previous
 
     def _pools(self) -> list[ConnectionPool]:
         return [self.pool] if self._read_pool is None else [self.pool, self._read_pool]
