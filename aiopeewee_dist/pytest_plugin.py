@@ -38,7 +38,7 @@ from .testing import RolledBack, rolled_back, simulated_manager
 __all__ = ["aiopd", "aiopd_manager", "aiopd_manager_options", "aiopd_models", "aiopd_url"]
 
 _ENV = "AIOPD_TEST_URL"
-_created = pytest.StashKey[set[tuple[str, tuple[Any, ...]]]]()
+_created = pytest.StashKey[set[tuple[str, tuple[str, ...]]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -75,7 +75,8 @@ def aiopd_manager_options() -> dict[str, Any]:
 
 async def _ensure_tables(config: pytest.Config, url: str, models: Sequence[type[peewee.Model]]) -> None:
     created = config.stash.setdefault(_created, set())
-    key = (url, tuple(models))
+    # Table names, not only the classes: an app may rename its tables (a prefix) between tests.
+    key = (url, tuple(model._meta.table_name for model in models))
     if not models or key in created:
         return
     manager = Manager(url, health_check_interval=None)
@@ -85,7 +86,7 @@ async def _ensure_tables(config: pytest.Config, url: str, models: Sequence[type[
     finally:
         await manager.close()
     created.add(key)
-    config.add_cleanup(functools.partial(_drop_tables, url, models))
+    config.add_cleanup(functools.partial(_drop_tables, url, list(models)))
 
 
 def _drop_tables(url: str, models: Sequence[type[peewee.Model]]) -> None:

@@ -127,6 +127,10 @@ class RolledBack:
 
     # -- simulation ----------------------------------------------------------------------
 
+    def _is_down(self, node: Node) -> bool:
+        sim = self._drivers.get(node)
+        return sim is not None and sim.down
+
     def _replica(self, name: str) -> Node:
         node = self.manager.node(name)
         if node.role != "replica":
@@ -176,14 +180,14 @@ class RolledBack:
         node.health.up = True
 
     async def fail_over(self, to: str | None = None) -> Node:
-        """The primary goes down and replica ``to`` (default: the first one up) is promoted.
+        """The primary goes down and replica ``to`` (default: the first one not down) is promoted.
 
         Writes go to the new primary from the next statement on, inside the test's
         transaction, as :meth:`Manager.replace_primary` does after a real failover.
         """
         old = self.manager.primary_node
         if to is None:
-            candidates = [n for n in self.manager.replicas if n.health.up]
+            candidates = [n for n in self.manager.replicas if n.health.up and not self._is_down(n)]
             if not candidates:
                 raise RoutingError("fail_over(): no replica is up to take over")
             to = candidates[0].name
