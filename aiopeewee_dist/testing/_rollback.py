@@ -44,8 +44,16 @@ def simulated_manager(url: str, *, replicas: int = 2, **options: Any) -> Manager
     if not isinstance(replicas, int) or isinstance(replicas, bool) or not 0 <= replicas <= 16:
         raise ConfigurationError(f"replicas must be an integer from 0 to 16, got {replicas!r}")
     options.setdefault("health_check_interval", None)
+    # max_lag needs the health monitor, which must not run here: it would find that the
+    # simulated replicas are really the primary's server. The router's bound is set instead,
+    # and the simulation reports each replica's freshness.
+    max_lag = options.pop("max_lag", None)
+    if max_lag is not None and (isinstance(max_lag, bool) or not 0 < max_lag <= 86400):
+        raise ConfigurationError(f"max_lag must be between 0 and 86400 seconds, got {max_lag!r}")
     names = {f"replica-{i}": url for i in range(1, replicas + 1)}
-    return Manager(url, names, **options)
+    manager = Manager(url, names, **options)
+    manager.router.max_lag = max_lag
+    return manager
 
 
 class RolledBack:
