@@ -5,6 +5,7 @@ lock timeout. Replicas get the changes by replication (nothing runs on them: the
 from __future__ import annotations
 
 import asyncio
+import os
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -211,3 +212,46 @@ def test_bad_folders_are_named(tmp_path: Path) -> None:
 
 
 _ = cluster  # the cluster module's URLs are what topology_for() uses
+
+
+def test_command_line_up_status_and_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from aiopeewee_dist._cli import main
+
+    folder = str(full_folder(tmp_path / "m"))
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert main(["migrate", "status", folder, "--primary", url]) == 0
+    assert "primary: at nothing applied; pending: 0001_create, 0002_add_stars" in capsys.readouterr().out
+    assert main(["migrate", "up", folder, "--primary", url, "--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert "-- 0002_add_stars on primary" in dry and 'CREATE TABLE IF NOT EXISTS "mig_note"' in dry
+    assert main(["migrate", "status", folder, "--primary", url, "--json"]) == 0
+    assert '"version": null' in capsys.readouterr().out  # the dry run changed nothing
+    assert main(["migrate", "up", folder, "--shard", f"only={url}"]) == 0
+    assert "only: applied 0001_create, 0002_add_stars, 0003_index_and_rename" in capsys.readouterr().out
+    assert main(["migrate", "up", folder, "--primary", url]) == 0
+    assert "primary: applied nothing (up to date)" in capsys.readouterr().out
+    broken = write(tmp_path / "broken", {"0001_bad.py": "def up(migrator):\n    raise ValueError('boom')\n"})
+    assert main(["migrate", "up", str(broken), "--primary", f"sqlite:///{tmp_path / 'b.db'}"]) == 1
+    assert "migration 0001_bad failed on primary: boom (now at: primary=none" in capsys.readouterr().err
+    assert main(["migrate", "up", folder, "--shard", "nourl"]) == 2
+    assert "--shard takes NAME=URL" in capsys.readouterr().err
+
+
+def test_the_documented_migrations_run(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "migrations.md"
+    for block in re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S):
+        name = block.splitlines()[0].removeprefix("# ").strip()
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(block)
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}"}
+    proc = subprocess.run(
+        [sys.executable, "deploy.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith('0001_create_note [\'CREATE TABLE IF NOT EXISTS "note"')
+    assert lines[-2:] == ["{'primary': ['0001_create_note', '0002_note_stars']}", "0002_note_stars"]
