@@ -18,6 +18,7 @@ from ._consistency import Consistency, ConsistencyMode, Session
 from ._errors import ConfigurationError, NodeUnavailable, RoutingError
 from ._health import HealthMonitor
 from ._node import Node, NodeRef, Role
+from ._observe import StatementObserver
 from ._options import PoolOptions, ReplicaPolicy, parse_weight, validate_node_name
 from ._query import is_write, is_write_sql
 from ._replication import UNKNOWN_POSITION, NodeStatus, Position
@@ -116,6 +117,8 @@ class Manager(ModelShortcuts):
         except ConfigurationError as exc:
             raise ConfigurationError(f"Manager: {exc}") from None
         self.auto_failover = bool(auto_failover)
+        #: Statement telemetry given to every node, also those added later (``aiopeewee_dist.telemetry``).
+        self.telemetry: StatementObserver | None = None
         primary_node = self._make_node(primary, default_name="primary", role="primary")
         if isinstance(replicas, str):
             raise ConfigurationError(
@@ -158,7 +161,9 @@ class Manager(ModelShortcuts):
             weight = parse_weight(parsed.node_options.get("weight", "1"))
         except ConfigurationError as exc:
             raise ConfigurationError(f"node {node_name!r}: {exc}") from None
-        return Node(parsed, name=node_name, role=role, options=options, weight=weight)
+        node = Node(parsed, name=node_name, role=role, options=options, weight=weight)
+        node.telemetry = self.telemetry
+        return node
 
     @staticmethod
     def _check_dialects(nodes: Sequence[Node]) -> None:

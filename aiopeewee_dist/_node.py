@@ -17,6 +17,7 @@ from ._dialects import dialect_for
 from ._drivers import Driver, Result, get_driver
 from ._errors import NodeUnavailable, PoolTimeout, QueryTimeout, ReadOnlyError
 from ._health import NodeHealth
+from ._observe import StatementObserver
 from ._options import PoolOptions
 from ._pool import ConnectionPool, PooledConnection
 from ._query import compile_query, shape_result
@@ -88,6 +89,8 @@ class Node:
         self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
         #: A binding every task uses when it has none of its own (see ``_context.bound``).
         self.shared_binding: _context.Binding | None = None
+        #: Statement telemetry (``aiopeewee_dist.telemetry``); None: off, one check per statement.
+        self.telemetry: StatementObserver | None = None
 
     def __repr__(self) -> str:
         return f"<Node {self.name!r} {self.role} {self.url.obscured()}>"
@@ -185,6 +188,8 @@ class Node:
     async def run_sql(self, sql: str, params: Sequence[Any] = (), *, write: bool = True) -> Result:
         """Run one statement on this node (on the task's pinned connection if it has one)."""
         binding = _context.bound(self)
+        if self.telemetry is not None:
+            return await self._run_observed(self.telemetry, binding, sql, params, write)
         if binding is not None:
             if write and binding.read_only:
                 raise ReadOnlyError(f"write inside a read-only transaction on node {self.name!r}")
@@ -199,6 +204,33 @@ class Node:
             raise
         pool.release(pc, broken=False)
         return result
+
+    async def _run_observed(
+        self,
+        telemetry: StatementObserver,
+        binding: _context.Binding | None,
+        sql: str,
+        params: Sequence[Any],
+        write: bool,
+    ) -> Result:
+        """``run_sql`` with telemetry on: the same path, observed, with the connection wait timed."""
+        with telemetry.statement(self, sql, params) as observation:
+            if binding is not None:
+                if write and binding.read_only:
+                    raise ReadOnlyError(f"write inside a read-only transaction on node {self.name!r}")
+                observation.waited(0.0)
+                return await self._run_pinned(binding, sql, params)
+            pool = self._pool_for(write)
+            start = time.perf_counter()
+            pc = await pool.acquire()
+            observation.waited(time.perf_counter() - start)
+            try:
+                result = await self._run(pc, sql, params)
+            except BaseException as exc:
+                pool.release(pc, broken=self._breaks(pc, exc))
+                raise
+            pool.release(pc, broken=False)
+            return result
 
     async def _run_pinned(self, binding: _context.Binding, sql: str, params: Sequence[Any]) -> Result:
         """Run a statement on a pinned connection, with the transaction's BEGIN if not sent yet.

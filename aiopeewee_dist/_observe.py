@@ -1,0 +1,30 @@
+"""The statement-telemetry seam between a node and an observer (aiopeewee_dist.telemetry).
+
+A node with no observer pays one attribute check per statement; the observer, when set,
+sees every statement with the time it waited for a connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+__all__ = ["Observation", "StatementObserver"]
+
+
+class Observation(Protocol):
+    """One statement being observed."""
+
+    def waited(self, seconds: float) -> None:
+        """The statement waited ``seconds`` for a connection (0 on a pinned one)."""
+
+
+class StatementObserver(Protocol):
+    """Told about every statement a node runs (``Node.telemetry``)."""
+
+    def statement(self, node: Node, sql: str, params: Sequence[Any]) -> AbstractContextManager[Observation]:
+        """A block around one statement; an exception leaving it is the statement's error."""
