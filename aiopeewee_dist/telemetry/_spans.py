@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.metrics import Histogram
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 if TYPE_CHECKING:
     from .._node import Node
@@ -19,6 +18,7 @@ __all__ = ["NODE", "ROLE", "WAIT", "SpanObserver"]
 NODE = "aiopeewee_dist.node"
 ROLE = "aiopeewee_dist.node.role"
 WAIT = "aiopeewee_dist.connection.wait_time"
+_NAME_CACHE = 4096
 _SYSTEMS = {"postgresql": "postgresql", "mysql": "mysql", "sqlite": "sqlite"}
 
 
@@ -44,14 +44,36 @@ def node_attributes(node: Node) -> dict[str, Any]:
     return attributes
 
 
-class _Observation:
-    __slots__ = ("wait",)
+class _Statement:
+    """One statement's span; a class rather than ``@contextmanager``: it is on every statement's path."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_histogram", "_pool", "_span", "wait")
+
+    def __init__(self, span: Span, histogram: Histogram, pool: dict[str, str]) -> None:
+        self._span = span
+        self._histogram = histogram
+        self._pool = pool
         self.wait: float | None = None
 
     def waited(self, seconds: float) -> None:
         self.wait = seconds
+
+    def __enter__(self) -> _Statement:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        span = self._span
+        wait = self.wait
+        if wait is not None:
+            self._histogram.record(wait, self._pool)
+        if span.is_recording():
+            if wait is not None:
+                span.set_attribute(WAIT, wait)
+            if exc is not None:
+                span.set_attribute("error.type", type(exc).__qualname__)
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+        span.end()
 
 
 class SpanObserver:
@@ -65,35 +87,36 @@ class SpanObserver:
         self._tracer = tracer
         self._wait = wait_histogram
         self._capture_parameters = capture_parameters
-        self._static: dict[Node, dict[str, Any]] = {}
+        # Per (node, role): the attributes that do not change between statements.
+        self._static: dict[tuple[Node, str], tuple[dict[str, Any], dict[str, str]]] = {}
+        # Span names by SQL text: templates and shapes reuse the same statements.
+        self._names: dict[str, str] = {}
 
-    def _attributes(self, node: Node) -> dict[str, Any]:
-        static = self._static.get(node)
+    def _attributes(self, node: Node) -> tuple[dict[str, Any], dict[str, str]]:
+        key = (node, node.role)
+        static = self._static.get(key)
         if static is None:
-            static = self._static[node] = node_attributes(node)
+            attributes = {**node_attributes(node), ROLE: node.role}
+            static = self._static[key] = (attributes, {"db.client.connection.pool.name": node.name})
         return static
 
-    @contextmanager
-    def statement(self, node: Node, sql: str, params: Sequence[Any]) -> Iterator[_Observation]:
-        attributes = {**self._attributes(node), ROLE: node.role, "db.query.text": sql}
+    def _name(self, sql: str) -> str:
+        name = self._names.get(sql)
+        if name is None:
+            if len(self._names) >= _NAME_CACHE:
+                self._names.clear()
+            name = self._names[sql] = _span_name(sql)
+        return name
+
+    def statement(self, node: Node, sql: str, params: Sequence[Any]) -> _Statement:
+        static, pool = self._attributes(node)
+        attributes = dict(static)
+        attributes["db.query.text"] = sql
         if self._capture_parameters:
             for i, value in enumerate(params):
                 attributes[f"db.query.parameter.{i}"] = str(value)
-        span = self._tracer.start_span(_span_name(sql), kind=SpanKind.CLIENT, attributes=attributes)
-        observation = _Observation()
-        try:
-            yield observation
-        except BaseException as exc:
-            span.set_attribute("error.type", type(exc).__qualname__)
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, str(exc)))
-            raise
-        finally:
-            wait = observation.wait
-            if wait is not None:
-                span.set_attribute(WAIT, wait)
-                self._wait.record(wait, {"db.client.connection.pool.name": node.name})
-            span.end()
+        span = self._tracer.start_span(self._name(sql), kind=SpanKind.CLIENT, attributes=attributes)
+        return _Statement(span, self._wait, pool)
 
 
 def default_tracer(provider: trace.TracerProvider | None) -> Tracer:
