@@ -86,8 +86,9 @@ def instrument(
     wait = meter.create_histogram(
         "db.client.connection.wait_time", unit="s", description="time to get a connection from the pool"
     )
-    observer = SpanObserver(default_tracer(tracer_provider), wait, capture_parameters=capture_parameters)
     label = name or f"manager-{next(_labels)}"
+    tracer = default_tracer(tracer_provider)
+    observer = SpanObserver(tracer, wait, capture_parameters=capture_parameters, label=label)
     shards = manager.managers if isinstance(manager, ShardedManager) else None
     managers = _managers(manager)
     for each in managers:

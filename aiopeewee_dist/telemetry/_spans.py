@@ -83,8 +83,11 @@ class SpanObserver:
     so a statement of a stream that ends in another context cannot unbalance the context.
     """
 
-    def __init__(self, tracer: Tracer, wait_histogram: Histogram, *, capture_parameters: bool) -> None:
+    def __init__(
+        self, tracer: Tracer, wait_histogram: Histogram, *, capture_parameters: bool, label: str
+    ) -> None:
         self._tracer = tracer
+        self._label = label
         self._wait = wait_histogram
         self._capture_parameters = capture_parameters
         # Per (node, role): the attributes that do not change between statements.
@@ -97,7 +100,8 @@ class SpanObserver:
         static = self._static.get(key)
         if static is None:
             attributes = {**node_attributes(node), ROLE: node.role}
-            static = self._static[key] = (attributes, {"db.client.connection.pool.name": node.name})
+            pool = {"db.client.connection.pool.name": node.name, "aiopeewee_dist.manager": self._label}
+            static = self._static[key] = (attributes, pool)
         return static
 
     def _name(self, sql: str) -> str:
