@@ -29,4 +29,4 @@ async def test_the_documented_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
         uninstrument(manager)  # type: ignore[arg-type]
         await manager.close()  # type: ignore[attr-defined]
-    assert "telemetry-demo.db" in os.listdir(tmp_path)  # noqa: ASYNC240 (a test's own tmp folder)
+    assert "telemetry-demo.db" in os.listdir(tmp_path)
