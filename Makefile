@@ -14,7 +14,7 @@ LINT := $(BIN)/ruff check $(SOURCES) && \
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: help venv demo conduit conduit-cluster cluster-up cluster-down lint test chaos soak bench
+.PHONY: help venv demo conduit conduit-cluster cluster-up cluster-down lint test chaos soak bench docs
 
 help:
 	@echo "make demo          run examples/quickstart.py (SQLite, no server needed)"
@@ -24,6 +24,7 @@ help:
 	@echo "make chaos         the fault scenarios of tests/chaos at full size, figures in .chaos/figures.json"
 	@echo "make soak          mixed load with a fault every 30 s for SOAK_MINUTES (10); errors, p99, memory"
 	@echo "make lint          ruff check, ruff format --check, mypy --strict"
+	@echo "make docs          build the documentation site into site/ (mkdocs --strict: a broken link fails)"
 	@echo "make cluster-up    install (if missing) and start the PostgreSQL/MariaDB/PgBouncer topology"
 	@echo "make cluster-down  stop it"
 	@echo "make venv          create .venv and install the package with its dev extras"
@@ -66,10 +67,15 @@ cluster-down:
 lint: venv
 	$(LINT)
 
+# The documentation site (mkdocs.yml). make test builds it too, in tests/test_docs_site.py, and
+# opens every page in headless Chromium (scripts/install-chromium.sh).
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 # The cluster is stopped whatever happened before it; the exit status is that of the first failure.
 test: venv
 	status=0; \
-	{ $(CLUSTER) install && $(CLUSTER) start && \
+	{ $(CLUSTER) install && bash scripts/install-chromium.sh && $(CLUSTER) start && \
 	  $(LINT) && \
 	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider; } || status=$$?; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
