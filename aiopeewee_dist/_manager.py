@@ -19,8 +19,8 @@ from ._errors import ConfigurationError, NodeUnavailable, RoutingError
 from ._health import HealthMonitor
 from ._node import Node, NodeRef, Role
 from ._observe import StatementObserver
-from ._options import PoolOptions, ReplicaPolicy, parse_weight, validate_node_name
-from ._query import is_write, is_write_sql
+from ._options import MAX_CHUNK, PoolOptions, ReplicaPolicy, count, parse_weight, validate_node_name
+from ._query import first_page, is_write, is_write_sql
 from ._replication import UNKNOWN_POSITION, NodeStatus, Position
 from ._router import Router, Strategy, StrategyName
 from ._shortcuts import ModelShortcuts
@@ -432,7 +432,7 @@ class Manager(ModelShortcuts):
             template = target.template(lookup)
             if template is None:
                 select, _ = self._select_for(source, query, filters)
-                rows: list[Any] = await target.execute(select.limit(1), write=False)
+                rows: list[Any] = await target.execute(first_page(select), write=False)
             else:
                 rows = await target.run_template(template, lookup.values, write=False)
             return rows
@@ -518,8 +518,7 @@ class Manager(ModelShortcuts):
         release the connection at once if you stop early. Routed like ``execute``
         when iteration starts; a failure mid-stream is not retried.
         """
-        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-            raise ConfigurationError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        count("chunk_size", chunk_size, upper=MAX_CHUNK)
         return _RowStream(self._iterate(query, chunk_size, node))
 
     async def _iterate(self, query: Any, chunk_size: int, node: NodeRef) -> AsyncGenerator[Any, None]:
