@@ -8,7 +8,8 @@ spreads models over several shards, each a Manager, by a shard key.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from ._errors import (
     AioPeeweeDistError,
@@ -72,6 +73,6 @@ __all__ = [
 ]
 
 try:
-    __version__ = version("aiopeewee-dist")
-except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = _version("aiopeewee-dist")
+except _PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"
