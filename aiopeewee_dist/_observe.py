@@ -6,14 +6,16 @@ sees every statement with the time it waited for a connection.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ._node import Node
+    from ._pool import ConnectionPool, PooledConnection
 
-__all__ = ["Observation", "StatementObserver"]
+__all__ = ["Observation", "StatementObserver", "acquire_timed"]
 
 
 class Observation(Protocol):
@@ -28,3 +30,11 @@ class StatementObserver(Protocol):
 
     def statement(self, node: Node, sql: str, params: Sequence[Any]) -> AbstractContextManager[Observation]:
         """A block around one statement; an exception leaving it is the statement's error."""
+
+
+async def acquire_timed(pool: ConnectionPool, observation: Observation) -> PooledConnection:
+    """``pool.acquire()``, telling ``observation`` how long it waited."""
+    start = time.perf_counter()
+    pc = await pool.acquire()
+    observation.waited(time.perf_counter() - start)
+    return pc

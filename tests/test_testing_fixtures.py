@@ -83,12 +83,12 @@ async def test_a_lagging_replica_sees_none_of_the_tests_writes(sim: RolledBack, 
     sim.lag("replica-1", 30.0)
     assert await manager.execute(Author.select(), node="replica-1") == []
     assert len(await manager.execute(Author.select(), node="replica-2")) == 1
-    assert manager.router.eligible_replicas() == manager.replicas  # no max_lag: still takes reads
-    manager.router.max_lag = 5.0
-    assert [n.name for n in manager.router.eligible_replicas()] == ["replica-2"]
+    assert manager._router.eligible_replicas() == manager.replicas  # no max_lag: still takes reads
+    manager._router.max_lag = 5.0
+    assert [n.name for n in manager._router.eligible_replicas()] == ["replica-2"]
     sim.catch_up("replica-1")
     assert len(await manager.execute(Author.select(), node="replica-1")) == 1
-    assert len(manager.router.eligible_replicas()) == 2
+    assert len(manager._router.eligible_replicas()) == 2
 
 
 async def test_a_dead_replica_is_routed_around(sim: RolledBack) -> None:
@@ -101,8 +101,8 @@ async def test_a_dead_replica_is_routed_around(sim: RolledBack) -> None:
     with pytest.raises(NodeUnavailable):
         await manager.execute(Author.select(), node="replica-1")
     sim.down("replica-2")  # ejected: no reads go there
-    manager.router.fallback = "raise"
-    manager.router.replicas[0].health.up = False
+    manager._router.fallback = "raise"
+    manager._router.replicas[0].health.up = False
     with pytest.raises(NoHealthyReplica):
         await manager.execute(Author.select())
     sim.up("replica-1")

@@ -91,9 +91,8 @@ class ScopeOptions:
         """The cookie's lifetime: past it the token would no longer change any routing."""
         if self.cookie_max_age is not None:
             return self.cookie_max_age
-        policy = manager.consistency_policy
-        if policy.mode == "sticky":
-            return max(1, math.ceil(policy.sticky_seconds))
+        if manager.read_your_writes == "sticky":
+            return max(1, math.ceil(manager.sticky_seconds))
         # Causal: a position is moot once every replica replayed it, normally within seconds.
         return 60
 

@@ -80,9 +80,9 @@ class ManagerMetrics:
 
     def _retries(self) -> Iterator[Observation]:
         for manager, label in list(self.managers.items()):
-            counters = manager.router.counters
+            counters = manager._router.counters
             read = {_MANAGER: label, "aiopeewee_dist.retry.kind": "read"}
-            yield Observation(counters[manager.router.RETRIES], read)
+            yield Observation(counters[manager._router.RETRIES], read)
             # transaction(retries=N) counts here too once it records into the router (see docs).
             if "transaction_retries" in counters:
                 kind = {_MANAGER: label, "aiopeewee_dist.retry.kind": "transaction"}

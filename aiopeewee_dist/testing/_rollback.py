@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from .._context import Binding
+from .._drivers import Driver
 from .._errors import ConfigurationError, RoutingError
 from .._manager import Manager
 from .._node import Node
@@ -52,7 +53,7 @@ def simulated_manager(url: str, *, replicas: int = 2, **options: Any) -> Manager
         raise ConfigurationError(f"max_lag must be between 0 and 86400 seconds, got {max_lag!r}")
     names = {f"replica-{i}": url for i in range(1, replicas + 1)}
     manager = Manager(url, names, **options)
-    manager.router.max_lag = max_lag
+    manager._router.max_lag = max_lag
     return manager
 
 
@@ -100,9 +101,9 @@ class RolledBack:
         if sim is None:
             sim = self._drivers[node] = SimDriver(node.driver, self._shared, node.name)
             self._saved_health[node] = (node.health.up, node.health.fresh_as_of)
-            node.use_driver(sim)
+            _use_driver(node, sim)
         node.shared_binding = self._shared.binding
-        if node.role == "replica" and not self.manager.monitor.running:
+        if node.role == "replica" and not self.manager._monitor.running:
             node.health.fresh_as_of = math.inf  # it reads the primary's own data: never stale
         return sim
 
@@ -112,7 +113,7 @@ class RolledBack:
         shared = self._shared
         assert shared is not None
         for node, sim in self._drivers.items():
-            node.use_driver(sim.real)
+            _use_driver(node, sim.real)
             node.shared_binding = None
             node.health.up, node.health.fresh_as_of = self._saved_health[node]
             node.expire_connections()  # connections made while a node was simulated down or lagging
@@ -206,6 +207,13 @@ class RolledBack:
         new.health.fresh_as_of = None
         logger.info("simulated failover: %s is the primary (was %s)", new.name, old.name)
         return new
+
+
+def _use_driver(node: Node, driver: Driver) -> None:
+    """Send ``node``'s statements and connects (all its pools') through ``driver``."""
+    node.driver = driver
+    for pool in node.pools():
+        pool.driver = driver
 
 
 def rolled_back(manager: Manager) -> RolledBack:
