@@ -219,3 +219,12 @@ def test_a_broken_link_or_reference_fails_the_build(tmp_path: Path, page: str, c
         check=False,
     )
     assert proc.returncode != 0 and complaint in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_the_api_reference_documents_every_exported_name(served: tuple[str, Path]) -> None:
+    import aiopeewee_dist
+
+    _, site = served
+    html = (site / "api" / "index.html").read_text()
+    missing = [name for name in aiopeewee_dist.__all__ if f'id="aiopeewee_dist.{name}"' not in html]
+    assert missing == []
