@@ -19,7 +19,7 @@ export PIP_NO_INPUT := 1
 # The wheel and sdist as users get them: built, installed outside the checkout, smoke-run.
 DIST_CHECK := $(BIN)/python scripts/check_dist.py
 
-.PHONY: dist-check help venv demo conduit conduit-cluster cluster-up cluster-down ha-up ha-down lint test coverage chaos soak bench compat
+.PHONY: dist-check help venv demo conduit conduit-cluster cluster-up cluster-down ha-up ha-down lint test coverage chaos soak bench compat docs
 
 help:
 	@echo "make demo          run examples/quickstart.py (SQLite, no server needed)"
@@ -32,6 +32,7 @@ help:
 	@echo "make dist-check    build the wheel and sdist, install the wheel in a fresh venv, import and run it"
 	@echo "make compat PEEWEE_ASYNC_SRC=DIR  peewee-async 2.1.0's own suite, plain and through Manager(url).database"
 	@echo "make lint          ruff check, ruff format --check, mypy --strict"
+	@echo "make docs          build the documentation site into site/ (mkdocs --strict: a broken link fails)"
 	@echo "make cluster-up    install (if missing) and start the PostgreSQL/MariaDB/PgBouncer topology"
 	@echo "make cluster-down  stop it"
 	@echo "make ha-up         install (if missing) and start Patroni+etcd (PostgreSQL x3) and Galera (MariaDB x3)"
@@ -82,6 +83,11 @@ ha-down:
 lint: venv
 	$(LINT)
 
+# The documentation site (mkdocs.yml). make test builds it too, in tests/test_docs_site.py, and
+# opens every page in headless Chromium (scripts/install-chromium.sh).
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 dist-check: venv
 	$(DIST_CHECK)
 
@@ -90,8 +96,8 @@ dist-check: venv
 # and the linters run; pytest waits for them.
 test: venv
 	status=0; \
-	{ $(HA) install ha && { $(HA) up ha & ha_up=$$!; } && \
-	  $(CLUSTER) install && $(CLUSTER) start && \
+	{ $(HA) install ha && $(CLUSTER) install && bash scripts/install-chromium.sh && \
+	  { $(HA) up ha & ha_up=$$!; } && $(CLUSTER) start && \
 	  $(LINT) && $(DIST_CHECK) && wait $$ha_up && \
 	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider; } || status=$$?; \
 	wait; \

@@ -1,5 +1,7 @@
 """``aiopeewee-dist status``: one line per node (role, up, lag, latency, pool), or JSON.
 
+``aiopeewee-dist migrate up|status FOLDER`` runs migrations (see :mod:`aiopeewee_dist.migrate`).
+
 URLs come from ``--primary``/``--replica`` or from ``DATABASE_URL`` and the
 comma-separated ``DATABASE_REPLICA_URLS``. The exit status is 0 when the primary
 answers, 1 when it does not, 2 for bad usage or configuration.
@@ -32,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--replica", action="append", default=None, help="replica URL (repeatable)")
     status.add_argument("--json", action="store_true", help="print JSON for machines")
     status.add_argument("--timeout", type=float, default=3.0, help="seconds allowed per check")
+    from .migrate._command import add_parser  # playhouse.migrate is imported only for this command
+
+    add_parser(commands)
     return parser
 
 
@@ -79,6 +84,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     """Run the command line; returns the exit status."""
     out = out or sys.stdout
     args = _parser().parse_args(argv)
+    if args.command == "migrate":
+        from .migrate._command import run
+
+        return run(args, out, sys.stderr)
     # The table already says which node is down; the library's warnings would repeat it.
     library_logger = logging.getLogger("aiopeewee_dist")
     if not library_logger.handlers and not logging.getLogger().handlers:

@@ -117,7 +117,9 @@ def bound(node: Node) -> Binding | None:
     binding = _bindings.get().get(node)
     if binding is not None and binding.task is asyncio.current_task():
         return binding
-    return None
+    # A connection pinned for every task (aiopeewee_dist.testing: one rolled-back
+    # transaction per test, which the app's tasks must all join); normally None.
+    return node.shared_binding
 
 
 def current_transaction() -> Binding | None:

@@ -43,10 +43,12 @@ class NodeHealth:
 
     __slots__ = (
         "checked_at",
+        "ejections",
         "failures",
         "fresh_as_of",
         "last_error",
         "latency",
+        "readmissions",
         "status",
         "successes",
         "up",
@@ -62,6 +64,9 @@ class NodeHealth:
         self.checked_at: float | None = None
         #: Monotonic time T such that the node holds every commit acknowledged before T.
         self.fresh_as_of: float | None = None
+        #: Times the node was taken out of / brought back into the rotation (for telemetry).
+        self.ejections = 0
+        self.readmissions = 0
 
     @property
     def position(self) -> Position | None:
@@ -206,6 +211,7 @@ class HealthMonitor:
         health.last_error = None
         if not health.up and health.successes >= self.readmit_after:
             health.up = True
+            health.readmissions += 1
             logger.warning("node %s is back: readmitted after %d good checks", node.name, health.successes)
 
     def record_failure(self, node: Node, exc: BaseException, *, eject_now: bool = False) -> None:
@@ -216,6 +222,7 @@ class HealthMonitor:
         health.last_error = f"{type(exc).__name__}: {exc}"
         if health.up and (eject_now or health.failures >= self.eject_after):
             health.up = False
+            health.ejections += 1
             logger.warning("node %s ejected: %s", node.name, health.last_error)
 
     async def _detect_failover(

@@ -18,6 +18,7 @@ from ._dispatch import Dispatcher
 from ._errors import ConfigurationError, RoutingError
 from ._health import HealthMonitor
 from ._node import Node, NodeRef, Role
+from ._observe import StatementObserver
 from ._options import MAX_CHUNK, PoolOptions, ReplicaPolicy, count, parse_weight
 from ._providers import TopologyFollower, TopologyProvider, follow_provider
 from ._query import first_page, is_write, is_write_sql
@@ -114,6 +115,8 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
         except ConfigurationError as exc:
             raise ConfigurationError(f"Manager: {exc}") from None
         self.auto_failover = bool(auto_failover)
+        #: Statement telemetry given to every node, also those added later (``aiopeewee_dist.telemetry``).
+        self.telemetry: StatementObserver | None = None
         self._build(primary, replicas, policy, strategy=strategy, max_lag=max_lag, fallback=fallback)
 
     def _build(
@@ -157,9 +160,11 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
     def _new_node(
         self, url: str, *, default_name: str, role: Role, name: str | None = None, weight: float | None = None
     ) -> Node:
-        return make_node(
+        node = make_node(
             url, default_name=default_name, role=role, base=self.options, name=name, weight=weight
         )
+        node.telemetry = self.telemetry
+        return node
 
     @classmethod
     def from_env(

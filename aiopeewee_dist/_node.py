@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, Literal
 
@@ -17,6 +17,7 @@ from ._dialects import dialect_for
 from ._drivers import Result, get_driver
 from ._errors import NodeUnavailable, PoolTimeout, QueryTimeout, ReadOnlyError
 from ._health import NodeHealth
+from ._observe import Observation, StatementObserver, acquire_timed, percentiles_ms
 from ._options import PoolOptions
 from ._pool import ConnectionPool, PooledConnection
 from ._query import compile_query, shape_result
@@ -89,6 +90,8 @@ class Node:
         self._counters: Counter[str] = Counter()
         # Recent statement latencies (seconds) for the percentiles in stats().
         self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
+        self.shared_binding: _context.Binding | None = None  # every task's (``_context.bound``)
+        self.telemetry: StatementObserver | None = None  # None: off, one check per statement
 
     def __repr__(self) -> str:
         return f"<Node {self.name!r} {self.role} {self.url.obscured()}>"
@@ -121,24 +124,24 @@ class Node:
     @property
     def is_open(self) -> bool:
         """Whether a pool of this node is open: opened (``open()`` or first use), not closed since."""
-        return any(pool.is_open for pool in self._pools())
+        return any(pool.is_open for pool in self.pools())
 
-    def _pools(self) -> list[ConnectionPool]:
+    def pools(self) -> list[ConnectionPool]:
         return [self.pool] if self._read_pool is None else [self.pool, self._read_pool]
 
     async def open(self) -> None:
         """Open the pool(s) now (``min_size`` connections), instead of on first use."""
         self.closed = False
-        for pool in self._pools():
+        for pool in self.pools():
             await pool.open()
 
     async def close(self) -> None:
         self.closed = True
-        for pool in self._pools():
+        for pool in self.pools():
             await pool.close()
 
     def expire_connections(self) -> None:
-        for pool in self._pools():
+        for pool in self.pools():
             pool.expire_connections()
 
     def pool_for(self, write: bool) -> ConnectionPool:
@@ -214,13 +217,28 @@ class Node:
     async def run_sql(self, sql: str, params: Sequence[Any] = (), *, write: bool = True) -> Result:
         """Run one statement on this node (on the task's pinned connection if it has one)."""
         binding = _context.bound(self)
+        if self.telemetry is None:  # one check per statement when telemetry is off
+            return await self._run_one(binding, sql, params, write, None)
+        with self.telemetry.statement(self, sql, params) as observation:
+            return await self._run_one(binding, sql, params, write, observation)
+
+    async def _run_one(
+        self,
+        binding: _context.Binding | None,
+        sql: str,
+        params: Sequence[Any],
+        write: bool,
+        observation: Observation | None,
+    ) -> Result:
         if binding is not None:
             if write and binding.read_only:
                 raise ReadOnlyError(f"write inside a read-only transaction on node {self.name!r}")
+            if observation is not None:
+                observation.waited(0.0)
             return await self._run_pinned(binding, sql, params)
         # A checkout for one statement, inlined rather than a Pin: this is every statement's path.
         pool = self.pool_for(write)
-        pc = await pool.acquire()
+        pc = await (pool.acquire() if observation is None else acquire_timed(pool, observation))
         try:
             result = await self._run(pc, sql, params)
         except BaseException as exc:
@@ -402,7 +420,7 @@ class Node:
     def stats(self, now: float) -> dict[str, Any]:
         """:meth:`get_stats` plus latency percentiles (ms), role, up and lag, for ``Manager.stats``."""
         entry: dict[str, Any] = dict(self.get_stats())
-        entry.update(_percentiles_ms(self.latencies))
+        entry.update(percentiles_ms(self.latencies))
         entry["role"] = self.role
         entry["up"] = self.healthy
         entry["lag"] = self.health.staleness(now) if self.role == "replica" else 0.0
@@ -418,18 +436,8 @@ class Node:
     @property
     def busy(self) -> int:
         """Checked-out connections, for the least-busy strategy."""
-        return sum(pool.in_use for pool in self._pools())
+        return sum(pool.in_use for pool in self.pools())
 
 
 #: How callers name a node: by name, by object, or None to let the router choose.
 NodeRef = str | Node | None
-
-
-def _percentiles_ms(samples: Iterable[float]) -> dict[str, float | None]:
-    ordered = sorted(samples)
-    if not ordered:
-        return {"latency_p50_ms": None, "latency_p95_ms": None, "latency_p99_ms": None}
-    last = len(ordered) - 1
-    return {
-        f"latency_p{p}_ms": round(ordered[min(last, round(last * p / 100))] * 1000, 3) for p in (50, 95, 99)
-    }

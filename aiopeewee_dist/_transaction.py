@@ -87,7 +87,9 @@ class Transaction:
         node = self.node = self._resolve(self.read_only)
         binding = _context.bound(node)
         if binding is not None and binding.depth > 0:
-            if self.isolation:
+            # A test's rolled-back transaction (node.shared_binding) stands in for the
+            # autocommit session, so the block's own isolation cannot apply: ignored there.
+            if self.isolation and binding is not node.shared_binding:
                 raise TransactionError("isolation can only be set on the outermost transaction")
             self._savepoint = f"aiopd_sp_{next(_savepoint_ids)}"
             await node.run_sql(f"SAVEPOINT {self._savepoint}", write=False)

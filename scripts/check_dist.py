@@ -23,8 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "aiopeewee_dist"
-# Every optional import of every module: the integrations need their web frameworks.
-EXTRAS = "all,fastapi,aiohttp"
+# Every optional import of every module: the integrations need their web frameworks, telemetry
+# the OpenTelemetry API, the pytest plugin pytest.
+EXTRAS = "all,fastapi,aiohttp,otel,testing"
 
 IMPORT_EVERY_MODULE = """
 import importlib, importlib.metadata, pkgutil, sys

@@ -37,7 +37,7 @@ from aiohttp.typedefs import Handler, Middleware
 from .._manager import Manager
 from ._http import RequestScope, ScopeOptions, current_scope, request_scope
 
-__all__ = ["MANAGER_KEY", "force_primary", "get_manager", "get_scope", "middleware", "setup"]
+__all__ = ["MANAGER_KEY", "force_primary", "get_manager", "get_scope", "metrics_route", "middleware", "setup"]
 
 #: ``app[MANAGER_KEY]``: the manager :func:`setup` installed.
 MANAGER_KEY: web.AppKey[Manager] = web.AppKey("aiopeewee_dist_manager", Manager)
@@ -128,3 +128,17 @@ def force_primary(handler: _RequestHandler) -> _RequestHandler:
             return await handler(request)
 
     return on_primary
+
+
+def metrics_route(app: web.Application, path: str = "/metrics", *, registry: Any = None) -> None:
+    """Serve the Prometheus text format at ``path`` (``GET``), from ``prometheus_client``'s
+    registry (default: the global one; see :mod:`aiopeewee_dist.telemetry`)."""
+    from ..telemetry import exposition
+
+    async def metrics(request: web.Request) -> web.Response:
+        body, content_type = exposition(registry)
+        # aiohttp wants the charset apart from the media type.
+        media_type, _, charset = content_type.partition("; charset=")
+        return web.Response(body=body, content_type=media_type, charset=charset or None)
+
+    app.router.add_get(path, metrics)

@@ -59,6 +59,7 @@ __all__ = [
     "get_manager",
     "get_scope",
     "lifespan",
+    "metrics_route",
     "setup",
 ]
 
@@ -220,3 +221,21 @@ async def force_primary(request: Request) -> AsyncIterator[None]:
     manager = await get_manager(request)
     with manager.primary():
         yield
+
+
+def metrics_route(app: FastAPI, path: str = "/metrics", *, registry: Any = None) -> None:
+    """Serve the Prometheus text format at ``path`` (``GET``; left out of the OpenAPI schema).
+
+    The metrics are those of ``prometheus_client``'s registry (default: the global one), where
+    the OpenTelemetry Prometheus exporter puts them: ``instrument(manager,
+    meter_provider=prometheus_meter_provider())`` (see :mod:`aiopeewee_dist.telemetry`).
+    """
+    from fastapi import Response
+
+    from ..telemetry import exposition
+
+    async def metrics() -> Response:
+        body, content_type = exposition(registry)
+        return Response(content=body, media_type=content_type)
+
+    app.add_api_route(path, metrics, methods=["GET"], include_in_schema=False)

@@ -1,8 +1,14 @@
-"""Fake database servers for tests that need no server (httpx's ``MockTransport`` is the model).
+"""Test helpers for applications built on aiopeewee_dist (see docs/testing-your-app.md).
 
-``fake://NAME`` URLs reach the :class:`FakeServer` of that name through a driver adapter like
-the real ones, so the manager, router, pools, health monitor and transactions run their real
-code above it::
+Rolled-back tests: :func:`rolled_back` runs every query of a manager inside one transaction on
+its primary that is rolled back at the end; :func:`simulated_manager` builds a manager whose
+replicas are simulated on the primary's server, so a test can make them lag, go down or take
+over. The pytest plugin (:mod:`aiopeewee_dist.pytest_plugin`, loaded automatically) wraps both
+in the ``aiopd`` and ``aiopd_manager`` fixtures.
+
+Fake servers (httpx's ``MockTransport`` is the model): ``fake://NAME`` URLs reach the
+:class:`FakeServer` of that name through a driver adapter like the real ones, so the manager,
+router, pools, health monitor and transactions run their real code above it::
 
     from aiopeewee_dist import Manager
     from aiopeewee_dist.testing import FakeCluster
@@ -14,14 +20,27 @@ code above it::
                 cluster.replicas[0].pause()          # replay stops: the replica falls behind
                 ...
 
-Each server is a SQLite database (rows are real; Peewee compiles for the SQLite dialect) with
-scripted latency, errors, dropped connections, hangs, roles and replication (see
+Each fake server is a SQLite database (rows are real; Peewee compiles for the SQLite dialect)
+with scripted latency, errors, dropped connections, hangs, roles and replication (see
 :class:`FakeServer`). Servers are registered by name for the life of the process: close them
 (``close()`` or ``with``) at the end of each test.
 """
 
+from __future__ import annotations
+
 from ._cluster import FakeCluster
+from ._rollback import RolledBack, rolled_back, simulated_manager
 from ._server import FakeServer, Statement
 from ._session import FakeConnectionLost
+from ._simdriver import SimulatedOutage
 
-__all__ = ["FakeCluster", "FakeConnectionLost", "FakeServer", "Statement"]
+__all__ = [
+    "FakeCluster",
+    "FakeConnectionLost",
+    "FakeServer",
+    "RolledBack",
+    "SimulatedOutage",
+    "Statement",
+    "rolled_back",
+    "simulated_manager",
+]
