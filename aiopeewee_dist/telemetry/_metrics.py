@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from .._transactions import TRANSACTION_RETRIES
+
 if TYPE_CHECKING:
     from .._manager import Manager
     from .._node import Node
@@ -37,7 +39,10 @@ class ManagerMetrics:
         counters = {
             "aiopeewee_dist.node.ejections": ("nodes taken out of the rotation", self._ejections),
             "aiopeewee_dist.node.readmissions": ("nodes brought back", self._readmissions),
-            "aiopeewee_dist.retries": ("statements retried on another node", self._retries),
+            "aiopeewee_dist.retries": (
+                "reads retried elsewhere, transactions re-run",
+                self._retries,
+            ),
         }
         for name, (description, read) in counters.items():
             meter.create_observable_counter(
@@ -83,10 +88,8 @@ class ManagerMetrics:
             counters = manager._router.counters
             read = {_MANAGER: label, "aiopeewee_dist.retry.kind": "read"}
             yield Observation(counters[manager._router.RETRIES], read)
-            # transaction(retries=N) counts here too once it records into the router (see docs).
-            if "transaction_retries" in counters:
-                kind = {_MANAGER: label, "aiopeewee_dist.retry.kind": "transaction"}
-                yield Observation(counters["transaction_retries"], kind)
+            kind = {_MANAGER: label, "aiopeewee_dist.retry.kind": "transaction"}
+            yield Observation(counters[TRANSACTION_RETRIES], kind)
 
 
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
