@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import PoolTimeout
+from ._periodic import Periodic
 from ._replication import NodeStatus, Position, parse_status, status_sql
 
 if TYPE_CHECKING:
@@ -110,47 +111,21 @@ class HealthMonitor:
         self._history: deque[tuple[float, Position]] = deque(
             maxlen=max(_HISTORY_MIN, math.ceil(_HISTORY_SECONDS / interval))
         )
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("aiopeewee_dist.health", self.check, interval, logger)
         self.rounds = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
     @property
     def running(self) -> bool:
-        task = self._task
-        return task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
+        return self._periodic.running
 
     def ensure_running(self) -> None:
-        """Start the background task in the running loop if it is not running there."""
-        if not self.running:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="aiopeewee_dist.health")
+        """Start the background checks in the running loop if they are not running there."""
+        self._periodic.ensure_running()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
-            # Cancel until it is done: a cancellation can be lost (Python 3.11's wait_for()
-            # returns the inner result when it completes in the same loop turn as the cancel),
-            # so one cancel() is not enough to end the task. wait() neither raises the task's
-            # CancelledError nor swallows our own.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait([task], timeout=0.1)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # one bad round must not end the monitor
-                logger.exception("health check round failed")
-            # Python 3.11's wait_for() (probes, pool waits, pings) returns the inner result
-            # when it completes in the same loop turn as a cancel, losing the cancellation.
-            # It is honoured here: asyncio.run()'s shutdown cancels this task only once.
-            task = asyncio.current_task()
-            if task is not None and getattr(task, "cancelling", lambda: 0)():
-                raise asyncio.CancelledError
-            await asyncio.sleep(self.interval)
+        await self._periodic.stop()
 
     # -- checks ----------------------------------------------------------------------
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ._errors import ConfigurationError, NodeUnavailable
+from ._errors import NodeUnavailable
+from ._options import seconds
+from ._periodic import Periodic
 
 if TYPE_CHECKING:
     from ._manager import Manager
@@ -92,11 +94,8 @@ async def follow_provider(
 
 
 def check_interval(option: str, value: float, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ConfigurationError(
-            f"{option} must be a number of seconds from {low:g} to {high:g}, got {value!r}"
-        )
-    return float(value)
+    """``value`` as seconds from ``low`` to ``high``; ConfigurationError naming ``option``."""
+    return cast(float, seconds(option, value, positive=False, lower=low, upper=high))
 
 
 class TopologyFollower:
@@ -113,34 +112,18 @@ class TopologyFollower:
         self.changes = 0
         self.last_error: str | None = None
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("aiopeewee_dist.follower", self.refresh, self.interval, logger)
 
     @property
     def running(self) -> bool:
-        task = self._task
-        return task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
+        return self._periodic.running
 
     def ensure_running(self) -> None:
-        if not self.running:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="aiopeewee_dist.follower")
+        self._periodic.ensure_running()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
-            while not task.done():  # see HealthMonitor.stop: a cancellation can be lost
-                task.cancel()
-                await asyncio.wait([task], timeout=0.1)
+        await self._periodic.stop()
         await self.provider.close()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # one failed change must not end the follower
-                logger.exception("applying the provider's topology failed; trying again next refresh")
-            await asyncio.sleep(self.interval)
 
     async def refresh(self) -> bool:
         """Fetch once and apply; whether the topology changed. A provider error is logged and
