@@ -19,13 +19,14 @@ export PIP_NO_INPUT := 1
 # The wheel and sdist as users get them: built, installed outside the checkout, smoke-run.
 DIST_CHECK := $(BIN)/python scripts/check_dist.py
 
-.PHONY: dist-check help venv demo conduit conduit-cluster cluster-up cluster-down ha-up ha-down lint test coverage chaos soak bench compat docs
+.PHONY: dist-check help venv demo conduit conduit-cluster cluster-up cluster-down ha-up ha-down lint test core coverage chaos soak bench compat docs
 
 help:
 	@echo "make demo          run examples/quickstart.py (SQLite, no server needed)"
 	@echo "make conduit       the RealWorld backend (examples/conduit) on SQLite, http://127.0.0.1:8000/api"
 	@echo "make conduit-cluster  the same on the PostgreSQL primary + 2 replicas (DATABASE_URL, DATABASE_REPLICA_URLS)"
 	@echo "make test          start the local cluster, lint, run every test, stop the cluster"
+	@echo "make core          the serverless tests of the library's logic on 2 workers, with branch coverage"
 	@echo "make coverage      branch coverage: the serverless tests alone (-m 'not cluster'), then the whole suite"
 	@echo "make chaos         the fault scenarios of tests/chaos at full size, figures in .chaos/figures.json"
 	@echo "make soak          mixed load with a fault every 30 s for SOAK_MINUTES (10); errors, p99, memory"
@@ -104,6 +105,12 @@ test: venv
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
 	$(HA) down ha || echo "warning: the HA topologies did not stop" >&2; \
 	exit $$status
+
+# The library's own logic on fake servers and SQLite, on both cores, with its branch coverage:
+# no server, no subprocess, no load scenario. (The pytest plugin is left out so that coverage
+# starts before aiopeewee_dist is first imported.)
+core: venv
+	$(BIN)/pytest -q -p no:cacheprovider -p no:aiopeewee_dist -n 2 -m "not cluster and not slow and not plugin" $(COV)
 
 # Branch coverage of aiopeewee_dist twice: the serverless tests alone (fake servers and SQLite,
 # no cluster needed), then the whole suite with the cluster (started and stopped as for `test`).

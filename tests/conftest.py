@@ -113,6 +113,11 @@ def _needs_cluster(item: pytest.Item) -> bool:
     )
 
 
+#: Serverless tests that start other processes (examples, a user's pytest session, a browser):
+#: ``slow``, so that ``make core`` stays a quick loop over the library's own logic.
+_SUBPROCESS_FILES = {"test_docs_site.py", "test_examples.py", "test_examples_more.py", "test_pytest_plugin.py"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # ``-m "not cluster"`` selects exactly the tests that need no server (SQLite files and the
     # fake servers of aiopeewee_dist.testing count as no server). The chaos suite's scenarios are
@@ -120,8 +125,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _needs_cluster(item):
             item.add_marker(pytest.mark.cluster)
-        if item.path.parent.name == "chaos":
+        if item.path.parent.name == "chaos" or item.path.name in _SUBPROCESS_FILES:
             item.add_marker(pytest.mark.slow)
+        if {"aiopd", "aiopd_manager"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.plugin)
 
 
 @pytest.fixture(params=BACKENDS)
