@@ -115,7 +115,12 @@ def _needs_cluster(item: pytest.Item) -> bool:
 
 #: Serverless tests that start other processes (examples, a user's pytest session, a browser):
 #: ``slow``, so that ``make core`` stays a quick loop over the library's own logic.
-_SUBPROCESS_FILES = {"test_docs_site.py", "test_examples.py", "test_examples_more.py", "test_pytest_plugin.py"}
+_SUBPROCESS_FILES = {
+    "test_docs_site.py",
+    "test_examples.py",
+    "test_examples_more.py",
+    "test_pytest_plugin.py",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
