@@ -18,7 +18,10 @@ from aiopeewee_dist import ConfigurationError, Member, NodeUnavailable, PatroniP
 CLUSTER: dict[str, Any] = {
     "scope": "ha-pg",
     "members": [
-        {"name": "pg2", "role": "leader", "state": "running", "host": "127.0.0.1", "port": 45433, "timeline": 1},
+        {
+            "name": "pg2", "role": "leader", "state": "running", "host": "127.0.0.1", "port": 45433,
+            "timeline": 1,
+        },
         {
             "name": "pg3", "role": "sync_standby", "state": "streaming", "host": "127.0.0.1", "port": 45434,
             "timeline": 1, "receive_lag": 0, "replay_lag": 0, "lag": 0, "lsn": "0/4000050",

@@ -145,7 +145,9 @@ async def test_leader_change_to_an_unknown_member_connects_to_it(
         await managed.close()
 
 
-async def test_replicas_leave_and_join(managed: Manager, provider: ScriptedProvider, cluster: FakeCluster) -> None:
+async def test_replicas_leave_and_join(
+    managed: Manager, provider: ScriptedProvider, cluster: FakeCluster
+) -> None:
     p, (r1, r2) = cluster.primary, cluster.replicas
     provider.snapshot = snapshot(member("pg1", p), member("pg2", r1))
     assert await follower(managed).refresh() is True
@@ -158,7 +160,9 @@ async def test_replicas_leave_and_join(managed: Manager, provider: ScriptedProvi
     assert follower(managed).refreshes == 3
 
 
-async def test_provider_error_or_no_leader_changes_nothing(managed: Manager, provider: ScriptedProvider) -> None:
+async def test_provider_error_or_no_leader_changes_nothing(
+    managed: Manager, provider: ScriptedProvider
+) -> None:
     before = names(managed)
     provider.error = ConnectionError("etcd unreachable")
     assert await follower(managed).refresh() is False

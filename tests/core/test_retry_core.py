@@ -19,7 +19,8 @@ def pg_error(sqlstate: str) -> Exception:
     """psycopg's own error class for ``sqlstate``, as the server's answer makes the driver raise it
     (the fake server raises it from the statement; Peewee wraps it on its way up, as it wraps
     the real driver's)."""
-    return psycopg.errors.lookup(sqlstate)(f"server says {sqlstate}")
+    error: Exception = psycopg.errors.lookup(sqlstate)(f"server says {sqlstate}")
+    return error
 
 
 def mysql_error(number: int) -> Exception:
