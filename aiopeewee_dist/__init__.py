@@ -13,6 +13,7 @@ from ._errors import (
     ConfigurationError,
     CrossShardError,
     EventLoopError,
+    NodeRejected,
     NodeUnavailable,
     NoHealthyReplica,
     PoolClosed,
@@ -23,6 +24,7 @@ from ._errors import (
     RoutingError,
     ShardError,
     ShardKeyError,
+    SyncQueryError,
     TransactionError,
 )
 from ._fanout import FanOutResult, FanOutStream
@@ -48,6 +50,7 @@ __all__ = [
     "Manager",
     "NoHealthyReplica",
     "Node",
+    "NodeRejected",
     "NodeUnavailable",
     "PoolClosed",
     "PoolError",
@@ -62,6 +65,7 @@ __all__ = [
     "ShardTransaction",
     "ShardedIdField",
     "ShardedManager",
+    "SyncQueryError",
     "Transaction",
     "TransactionError",
     "decode_id",

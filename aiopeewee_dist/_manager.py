@@ -26,6 +26,7 @@ from ._shortcuts import ModelShortcuts
 from ._templates import insert_lookup_for, lookup_for
 from ._transaction import Transaction
 from ._url import DatabaseURL, parse_url
+from ._verify import verify_nodes
 
 __all__ = ["Manager"]
 
@@ -59,8 +60,10 @@ class Manager(ModelShortcuts):
       ``eject_after`` / ``readmit_after`` (consecutive failed / good checks);
     - ``max_lag`` (s): replicas whose data may be older leave the read rotation;
     - ``fallback``: ``"primary"`` or ``"raise"`` (``NoHealthyReplica``) with no eligible replica;
-    - ``read_your_writes``: ``"sticky"`` (primary for ``sticky_seconds`` after a write),
-      ``"causal"`` (replicas that replayed the write; wait up to ``causal_wait``) or None;
+    - ``read_your_writes``: ``"fresh"`` (after a write, only replicas the monitor proved
+      to hold it serve the context's reads, else the primary; ``sticky_seconds``, if set,
+      caps that), ``"causal"`` (replicas that replayed the write's position, read after
+      each write; wait up to ``causal_wait``), ``"sticky"`` (deprecated) or None;
     - ``auto_failover``: promote a replica that starts accepting writes while the
       primary is down or read-only.
 
@@ -87,8 +90,8 @@ class Manager(ModelShortcuts):
         readmit_after: int = 2,
         max_lag: float | None = None,
         fallback: str = "primary",
-        read_your_writes: ConsistencyMode | None = "sticky",
-        sticky_seconds: float = 2.0,
+        read_your_writes: ConsistencyMode | None = "fresh",
+        sticky_seconds: float | None = None,
         causal_wait: float = 0.0,
         auto_failover: bool = True,
     ) -> None:
@@ -211,11 +214,30 @@ class Manager(ModelShortcuts):
         database: peewee.Database = self.router.primary.database
         return database
 
-    async def connect(self) -> None:
-        """Open every node's pool now (``min_size`` connections each) and start the monitor."""
-        for node in self.router.nodes:
-            await node.open()
+    async def connect(self, *, verify: bool = True) -> None:
+        """Open every node's pool now (``min_size`` connections each) and start the monitor.
+
+        ``verify`` (default): one authenticated connection to the primary, which raises
+        :class:`NodeRejected` (wrong credentials, unknown database or host, TLS refused) or
+        :class:`NodeUnavailable` naming the node; unreachable replicas only log a warning.
+        """
+        await self.router.primary.open()
+        for node in self.router.replicas:
+            try:
+                await node.open()
+            except NodeUnavailable as exc:
+                logger.warning("replica %s is not reachable at startup: %s", node.name, exc)
+        if verify:
+            await verify_nodes(
+                self.router.primary,
+                self.router.replicas,
+                self._verify_timeout(),
+                lambda node, exc: self.monitor.record_failure(node, exc, eject_now=True),
+            )
         self._ensure_monitor()
+
+    def _verify_timeout(self) -> float:
+        return self.router.primary.options.connect_timeout + self.monitor.timeout
 
     async def close(self) -> None:
         """Stop the monitor and close every pool; connections in use close when returned."""
@@ -457,9 +479,11 @@ class Manager(ModelShortcuts):
         if policy.mode is None or _context.current_transaction() is not None:
             return await run(target)  # inside a transaction, the commit records it
         if not policy.tracks_positions:
-            result = await run(target)
-            policy.record_write()
-            return result
+            try:
+                return await run(target)
+            finally:
+                # Also when it failed: a write whose outcome is unknown may have committed.
+                policy.record_write()
         # The position must be read on the session that wrote (MariaDB's @@last_gtid).
         async with target.connection():
             result = await run(target)
