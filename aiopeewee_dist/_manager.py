@@ -19,7 +19,8 @@ from ._errors import ConfigurationError, NodeUnavailable, RoutingError
 from ._health import HealthMonitor
 from ._node import Node, NodeRef, Role
 from ._options import PoolOptions, ReplicaPolicy, parse_weight, validate_node_name
-from ._query import is_write, is_write_sql
+from ._query import is_write
+from ._rawsql import prepare_raw_sql
 from ._replication import UNKNOWN_POSITION, NodeStatus, Position
 from ._router import Router, Strategy, StrategyName
 from ._shortcuts import ModelShortcuts
@@ -551,10 +552,20 @@ class Manager(ModelShortcuts):
             async for row in rows:
                 yield row
 
-    async def raw_sql(self, sql: str, params: Sequence[Any] = (), *, node: NodeRef = None) -> Any:
-        """Run SQL text; reads return a list of tuples, writes the row count."""
+    async def raw_sql(
+        self, sql: str, params: Sequence[Any] = (), *, node: NodeRef = None, multiple_statements: bool = False
+    ) -> Any:
+        """Run SQL text; reads return a list of tuples, writes the row count.
+
+        Placeholders are ``%s`` on every backend (``%%`` for a literal ``%`` with parameters).
+        More than one statement is refused unless ``multiple_statements=True``. A write is
+        routed to the primary and counts for read-your-writes.
+        """
         args = tuple(params)
-        if is_write_sql(sql):
+        sql, writes = prepare_raw_sql(
+            sql, self.router.primary.dialect, has_params=bool(args), multiple_statements=multiple_statements
+        )
+        if writes:
             result = await self._write(lambda target: target.run_sql(sql, args, write=True), node)
         else:
             result = await self._read(lambda target: target.run_sql(sql, args, write=False), node)
