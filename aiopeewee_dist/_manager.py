@@ -66,7 +66,9 @@ class Manager(ModelShortcuts):
       caps that), ``"causal"`` (replicas that replayed the write's position, read after
       each write; wait up to ``causal_wait``), ``"sticky"`` (deprecated) or None;
     - ``auto_failover``: promote a replica that starts accepting writes while the
-      primary is down or read-only.
+      primary is down or read-only;
+    - ``log_params``: show parameter values in the ``aiopeewee_dist.sql`` DEBUG lines
+      (redacted by default: they may hold personal data).
 
     All times are in seconds. Nothing connects until the first query or ``connect()``.
     """
@@ -95,6 +97,7 @@ class Manager(ModelShortcuts):
         sticky_seconds: float | None = None,
         causal_wait: float = 0.0,
         auto_failover: bool = True,
+        log_params: bool = False,
     ) -> None:
         try:
             self.options = PoolOptions(
@@ -120,6 +123,7 @@ class Manager(ModelShortcuts):
         except ConfigurationError as exc:
             raise ConfigurationError(f"Manager: {exc}") from None
         self.auto_failover = bool(auto_failover)
+        self._log_params = bool(log_params)
         primary_node = self._make_node(primary, default_name="primary", role="primary")
         if isinstance(replicas, str):
             raise ConfigurationError(
@@ -162,7 +166,9 @@ class Manager(ModelShortcuts):
             weight = parse_weight(parsed.node_options.get("weight", "1"))
         except ConfigurationError as exc:
             raise ConfigurationError(f"node {node_name!r}: {exc}") from None
-        return Node(parsed, name=node_name, role=role, options=options, weight=weight)
+        node = Node(parsed, name=node_name, role=role, options=options, weight=weight)
+        node.log_params = self._log_params
+        return node
 
     @staticmethod
     def _check_dialects(nodes: Sequence[Node]) -> None:

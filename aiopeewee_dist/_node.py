@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
-from typing import Any, Literal, cast
+from typing import Any, Literal, NoReturn, cast
 
 import peewee
 
@@ -23,6 +24,7 @@ from ._query import compile_query, shape_result
 from ._replication import Position, parse_position, position_sql
 from ._rows import model_rows
 from ._shapes import shape_of, statement_for
+from ._sqllog import SQL_LOGGER, log_statement
 from ._templates import Lookup, Template, template_for
 from ._url import DatabaseURL
 
@@ -60,6 +62,8 @@ class Node:
         self.name = name
         self.role: Role = role
         self.weight = weight
+        #: Whether the ``aiopeewee_dist.sql`` DEBUG lines show parameter values (Manager's log_params).
+        self.log_params = False
         self.driver = get_driver(url.backend)
         options = options or PoolOptions()
         self._read_pool: ConnectionPool | None = None
@@ -240,21 +244,48 @@ class Node:
                     else driver.execute_after(conn, begin, sql, params)
                 )
                 result = await (call if timeout is None else bounded(call, timeout))
-        except asyncio.TimeoutError:
+        except BaseException as exc:
+            if SQL_LOGGER.isEnabledFor(logging.DEBUG):
+                self._log(sql, params, start, None, exc)
+            return self._failed(exc, conn, timeout)
+        elapsed = time.perf_counter() - start
+        self.latencies.append(elapsed)
+        if SQL_LOGGER.isEnabledFor(logging.DEBUG):
+            self._log(sql, params, start, result, None)
+        return result
+
+    def _log(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        start: float,
+        result: Result | None,
+        error: BaseException | None,
+    ) -> None:
+        rows = (
+            None
+            if result is None
+            else (len(result.rows) if result.description is not None else result.rowcount)
+        )
+        elapsed = time.perf_counter() - start
+        log_statement(self.name, sql, params, elapsed, rows=rows, error=error, log_params=self.log_params)
+
+    def _failed(self, exc: BaseException, conn: Any, timeout: float | None) -> NoReturn:
+        """Translate a statement's failure (counted as an error) and raise it."""
+        counters = self._counters
+        if isinstance(exc, asyncio.TimeoutError):
             # The cancelled statement left the connection mid-protocol; _breaks() makes
             # the caller discard it.
             counters[self.ERRORS] += 1
             raise QueryTimeout(f"node {self.name!r}: statement exceeded query_timeout={timeout:g}s") from None
-        except Exception as exc:
+        if isinstance(exc, Exception):
             counters[self.ERRORS] += 1
-            if driver.is_closed(conn):
+            if self.driver.is_closed(conn):
                 # The server went away (restart, failover, network): the idle connections are
                 # most likely dead too, and each would fail one more caller's statement.
                 self.expire_connections()
                 raise NodeUnavailable(f"node {self.name!r}: connection lost: {exc}") from exc
-            raise
-        self.latencies.append(time.perf_counter() - start)
-        return result
+        raise exc
 
     async def probe(self, sql: str, timeout: float) -> Any:
         """Run a status query for the health monitor; the first row, or an error.
