@@ -192,8 +192,9 @@ async def walk(api: Api) -> None:
     await api("PUT", "/api/user", 422, token=a, json={"user": {"email": ""}})
 
     # Articles: create, read back immediately (the replicas are behind), validation, auth.
+    # tagList sent out of order, as RealWorld's Postman collection does: it expects it back sorted.
     new = {"title": "How to train your dragon", "description": "Ever wonder how?", "body": "Very carefully.",
-           "tagList": ["dragons", "training"]}  # fmt: skip
+           "tagList": ["training", "dragons"]}  # fmt: skip
     created = (await api("POST", "/api/articles", 201, token=a, json={"article": new}))["article"]
     slug = created["slug"]
     assert slug == "how-to-train-your-dragon" and created["tagList"] == ["dragons", "training"]
