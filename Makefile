@@ -44,8 +44,9 @@ demo: $(VENV)/.demo-installed
 # Only what the demo needs: the package's dependencies and its SQLite driver, read from
 # pyproject.toml, with the package itself on PYTHONPATH. No developer tools, no build of the
 # package, no pip inside the venv (the outer pip installs into it): creating a venv with pip
-# and building the package took most of a minute on a loaded machine.
-DEMO_REQUIREMENTS = $(shell $(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print(" ".join(repr(r) for r in p["dependencies"] + p["optional-dependencies"]["sqlite"]))')
+# and building the package took most of a minute on a loaded machine. (Python 3.10 has no
+# tomllib: there the package is installed, editable, with its SQLite extra.)
+DEMO_REQUIREMENTS = $(shell $(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print(" ".join(repr(r) for r in p["dependencies"] + p["optional-dependencies"]["sqlite"]))' 2>/dev/null || echo "-e .[sqlite]")
 
 $(VENV)/.demo-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
