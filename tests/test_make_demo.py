@@ -12,10 +12,12 @@ import tomllib
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_make_demo_installs_only_the_runtime_and_sqlite_requirements(tmp_path: Path) -> None:
+def test_make_demo_installs_only_the_runtime_and_sqlite_requirements() -> None:
     # A venv path that does not exist, so that make plans the whole install (-n: runs nothing).
+    venv = ".venv-demo-plan"
+    assert not (ROOT / venv).exists()
     plan = subprocess.run(
-        ["make", "-n", "demo", "VENV=" + str(tmp_path / "venv")],
+        ["make", "-n", "demo", f"VENV={venv}"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
