@@ -9,6 +9,9 @@ replica holds the write (about one check interval at loopback lag), and for as l
 when replicas lag. Reads that saw the client's own last write are counted too.
 
     AIOPD_PORT_OFFSET=... python -m benchmarks.ryw_share [--seconds 10] [--clients 200]
+
+With the replicas delayed (``scripts/cluster.sh delay pg-replica-1 3``, same for replica 2),
+the old default also shows the reads that missed the client's own write.
 """
 
 from __future__ import annotations
@@ -58,7 +61,11 @@ async def run(mode: str, seconds: float, clients: int, concurrency: int) -> dict
         await manager.drop_tables([RywItem])
         await manager.create_tables([RywItem])
         await manager.insert_many(RywItem, [{"id": i, "value": 0} for i in range(1, ROWS + 1)])
-        await asyncio.sleep(2.5)  # the monitor sees the replicas holding the setup
+        setup_done = time.time()
+        for _ in range(600):  # until the monitor has seen every replica holding the setup (60 s)
+            if all(node.health.holds_writes_before(setup_done) for node in manager.replicas):
+                break
+            await asyncio.sleep(0.1)
         before = dict(manager.stats()["router"])
         deadline = time.monotonic() + seconds
         stamps = itertools.count(1)  # write values grow across all workers
