@@ -85,7 +85,7 @@ async def run_collection(manager: Manager, settings: Settings, tmp_path: Path) -
             "--global-var", f"USERNAME={user}",
             "--global-var", f"EMAIL={user}@mail.com",
             "--global-var", "PASSWORD=password",
-            "--delay-request", "0",
+            "--delay-request", "1",
             "--reporters", "cli,json", "--reporter-json-export", str(report),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
