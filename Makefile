@@ -14,7 +14,10 @@ LINT := $(BIN)/ruff check $(SOURCES) && \
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: help venv demo conduit conduit-cluster cluster-up cluster-down lint test chaos soak bench
+# The wheel and sdist as users get them: built, installed outside the checkout, smoke-run.
+DIST_CHECK := $(BIN)/python scripts/check_dist.py
+
+.PHONY: dist-check help venv demo conduit conduit-cluster cluster-up cluster-down lint test chaos soak bench
 
 help:
 	@echo "make demo          run examples/quickstart.py (SQLite, no server needed; installs only its needs)"
@@ -23,6 +26,7 @@ help:
 	@echo "make test          start the local cluster, lint, run every test, stop the cluster"
 	@echo "make chaos         the fault scenarios of tests/chaos at full size, figures in .chaos/figures.json"
 	@echo "make soak          mixed load with a fault every 30 s for SOAK_MINUTES (10); errors, p99, memory"
+	@echo "make dist-check    build the wheel and sdist, install the wheel in a fresh venv, import and run it"
 	@echo "make lint          ruff check, ruff format --check, mypy --strict"
 	@echo "make cluster-up    install (if missing) and start the PostgreSQL/MariaDB/PgBouncer topology"
 	@echo "make cluster-down  stop it"
@@ -78,11 +82,14 @@ cluster-down:
 lint: venv
 	$(LINT)
 
+dist-check: venv
+	$(DIST_CHECK)
+
 # The cluster is stopped whatever happened before it; the exit status is that of the first failure.
 test: venv
 	status=0; \
 	{ $(CLUSTER) install && $(CLUSTER) start && \
-	  $(LINT) && \
+	  $(LINT) && $(DIST_CHECK) && \
 	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider; } || status=$$?; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
 	exit $$status
@@ -91,8 +98,8 @@ test: venv
 chaos: venv
 	status=0; \
 	{ $(CLUSTER) install && $(CLUSTER) start && \
-	  AIOPD_CHAOS=full AIOPD_CHAOS_REPORT=.chaos/figures.json AIOPD_REQUIRE_CLUSTER=1 \
-	  $(BIN)/pytest -q -p no:cacheprovider tests/chaos; } || status=$$?; \
+	  AIOPD_CHAOS=full AIOPD_CHAOS_REPORT=.chaos/figures.json AIOPD_DIFF_REPORT=.chaos/differential.jsonl \
+	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider tests/chaos tests/test_differential.py; } || status=$$?; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
 	exit $$status
 

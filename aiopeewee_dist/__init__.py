@@ -8,6 +8,8 @@ spreads models over several shards, each a Manager, by a shard key.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 from ._errors import (
     AioPeeweeDistError,
     ConfigurationError,
@@ -73,4 +75,7 @@ __all__ = [
     "parse_url",
 ]
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("aiopeewee-dist")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"

@@ -18,8 +18,8 @@ from ._consistency import Consistency, ConsistencyMode, Session
 from ._errors import ConfigurationError, NodeUnavailable, RoutingError
 from ._health import HealthMonitor
 from ._node import Node, NodeRef, Role
-from ._options import PoolOptions, ReplicaPolicy, parse_weight, validate_node_name
-from ._query import is_write
+from ._options import MAX_CHUNK, PoolOptions, ReplicaPolicy, count, parse_weight, validate_node_name
+from ._query import first_page, is_write
 from ._rawsql import prepare_raw_sql
 from ._replication import UNKNOWN_POSITION, NodeStatus, Position
 from ._router import Router, Strategy, StrategyName
@@ -27,7 +27,7 @@ from ._shortcuts import ModelShortcuts
 from ._templates import insert_lookup_for, lookup_for
 from ._transaction import Transaction
 from ._url import DatabaseURL, parse_url
-from ._verify import verify_nodes
+from ._verify import open_nodes
 
 __all__ = ["Manager"]
 
@@ -228,23 +228,10 @@ class Manager(ModelShortcuts):
         :class:`NodeRejected` (wrong credentials, unknown database or host, TLS refused) or
         :class:`NodeUnavailable` naming the node; unreachable replicas only log a warning.
         """
-        await self.router.primary.open()
-        for node in self.router.replicas:
-            try:
-                await node.open()
-            except NodeUnavailable as exc:
-                logger.warning("replica %s is not reachable at startup: %s", node.name, exc)
-        if verify:
-            await verify_nodes(
-                self.router.primary,
-                self.router.replicas,
-                self._verify_timeout(),
-                lambda node, exc: self.monitor.record_failure(node, exc, eject_now=True),
-            )
+        eject = self.monitor.record_failure
+        timeout = self.router.primary.options.connect_timeout + self.monitor.timeout
+        await open_nodes(self.router.primary, self.router.replicas, verify, timeout, eject)
         self._ensure_monitor()
-
-    def _verify_timeout(self) -> float:
-        return self.router.primary.options.connect_timeout + self.monitor.timeout
 
     async def close(self) -> None:
         """Stop the monitor and close every pool; connections in use close when returned."""
@@ -456,7 +443,7 @@ class Manager(ModelShortcuts):
             template = target.template(lookup)
             if template is None:
                 select, _ = self._select_for(source, query, filters)
-                rows: list[Any] = await target.execute(select.limit(1), write=False)
+                rows: list[Any] = await target.execute(first_page(select), write=False)
             else:
                 rows = await target.run_template(template, lookup.values, write=False)
             return rows
@@ -544,8 +531,7 @@ class Manager(ModelShortcuts):
         release the connection at once if you stop early. Routed like ``execute``
         when iteration starts; a failure mid-stream is not retried.
         """
-        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-            raise ConfigurationError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        count("chunk_size", chunk_size, upper=MAX_CHUNK)
         return _RowStream(self._iterate(query, chunk_size, node))
 
     async def _iterate(self, query: Any, chunk_size: int, node: NodeRef) -> AsyncGenerator[Any, None]:

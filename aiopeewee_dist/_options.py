@@ -11,16 +11,35 @@ from typing import Any
 
 from ._errors import ConfigurationError
 
-#: Field name -> (kind, lower bound, whether the bound itself is allowed).
-_RULES: dict[str, tuple[str, float, bool]] = {
-    "min_size": ("int", 0, True),
-    "max_size": ("int", 1, True),
-    "acquire_timeout": ("float", 0.0, False),
-    "connect_timeout": ("float", 0.0, False),
-    "max_lifetime": ("float", 0.0, False),
-    "max_idle": ("float", 0.0, False),
-    "ping_after_idle": ("optional_float", 0.0, True),
-    "query_timeout": ("optional_float", 0.0, False),
+# Upper bounds sit far above any sensible setting. They exist so that nothing derived from an
+# option (a timer, a history length, a pool's bookkeeping) can overflow or wait for ever.
+#: Most connections one node's pool may hold.
+MAX_POOL_SIZE = 10_000
+#: Longest wait or timeout: a day.
+MAX_TIMEOUT = 86_400.0
+#: Longest connection lifetime or idle time: thirty days.
+MAX_AGE = 30 * 86_400.0
+#: Shortest and longest time between two health checks.
+MIN_CHECK_INTERVAL = 0.01
+MAX_CHECK_INTERVAL = 3_600.0
+#: Most consecutive checks that eject or readmit a node.
+MAX_CHECK_COUNT = 1_000
+#: Largest load-balancing weight.
+MAX_WEIGHT = 1_000_000.0
+#: Most rows per chunk or batch, and most shards worked on at once.
+MAX_CHUNK = 1_000_000
+MAX_CONCURRENCY = 10_000
+
+#: Field name -> (kind, lower bound, whether the lower bound itself is allowed, upper bound).
+_RULES: dict[str, tuple[str, float, bool, float]] = {
+    "min_size": ("int", 0, True, MAX_POOL_SIZE),
+    "max_size": ("int", 1, True, MAX_POOL_SIZE),
+    "acquire_timeout": ("float", 0.0, False, MAX_TIMEOUT),
+    "connect_timeout": ("float", 0.0, False, MAX_TIMEOUT),
+    "max_lifetime": ("float", 0.0, False, MAX_AGE),
+    "max_idle": ("float", 0.0, False, MAX_AGE),
+    "ping_after_idle": ("optional_float", 0.0, True, MAX_TIMEOUT),
+    "query_timeout": ("optional_float", 0.0, False, MAX_TIMEOUT),
 }
 
 #: Names of the :class:`PoolOptions` fields, in declaration order.
@@ -37,7 +56,7 @@ _NODE_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,63}")
 
 def _check_field(name: str, value: object) -> int | float | None:
     """Type- and range-check one pool option value; return it normalised (times become float)."""
-    kind, bound, inclusive = _RULES[name]
+    kind, bound, inclusive, upper = _RULES[name]
     if kind == "optional_float" and value is None:
         return None
     # bool is an int subclass, but ``max_size=True`` is always a mistake.
@@ -52,8 +71,9 @@ def _check_field(name: str, value: object) -> int | float | None:
             number = math.inf
         if not math.isfinite(number):
             raise ConfigurationError(f"{name} must be finite, got {value!r}")
-    if number < bound or (number == bound and not inclusive):
-        raise ConfigurationError(f"{name} must be {'>=' if inclusive else '>'} {bound:g}, got {value!r}")
+    if number < bound or (number == bound and not inclusive) or number > upper:
+        lower = f"{'>=' if inclusive else '>'} {bound:g}"
+        raise ConfigurationError(f"{name} must be {lower} and <= {upper:g}, got {value!r}")
     return number
 
 
@@ -137,21 +157,30 @@ def _finite_float(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def seconds(name: str, value: object, *, allow_none: bool = False, positive: bool = True) -> float | None:
-    """``value`` as a finite number of seconds (> 0, or >= 0 unless ``positive``), or None if
-    allowed; ConfigurationError naming ``name`` otherwise."""
+def seconds(
+    name: str,
+    value: object,
+    *,
+    allow_none: bool = False,
+    positive: bool = True,
+    lower: float = 0.0,
+    upper: float = MAX_TIMEOUT,
+) -> float | None:
+    """``value`` as a finite number of seconds in range, or None if allowed; ConfigurationError
+    naming ``name`` otherwise. The range is ``(lower, upper]`` if ``positive``, else ``[lower, upper]``."""
     if value is None and allow_none:
         return None
     number = _finite_float(value)
-    if number is None or (number <= 0 if positive else number < 0):
-        bound = "> 0" if positive else ">= 0"
+    if number is None or (number <= lower if positive else number < lower) or number > upper:
+        bound = f"{'>' if positive else '>='} {lower:g} and <= {upper:g}"
         raise ConfigurationError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
     return number
 
 
-def _count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
+def count(name: str, value: object, *, upper: int = MAX_CHECK_COUNT) -> int:
+    """``value`` as an integer from 1 to ``upper``; ConfigurationError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= upper:
+        raise ConfigurationError(f"{name} must be an integer from 1 to {upper}, got {value!r}")
     return value
 
 
@@ -171,10 +200,17 @@ class ReplicaPolicy:
     max_lag: float | None = None
 
     def __post_init__(self) -> None:
-        interval = seconds("health_check_interval", self.health_check_interval, allow_none=True)
+        interval = seconds(
+            "health_check_interval",
+            self.health_check_interval,
+            allow_none=True,
+            positive=False,
+            lower=MIN_CHECK_INTERVAL,
+            upper=MAX_CHECK_INTERVAL,
+        )
         seconds("health_check_timeout", self.health_check_timeout)
-        _count("eject_after", self.eject_after)
-        _count("readmit_after", self.readmit_after)
+        count("eject_after", self.eject_after)
+        count("readmit_after", self.readmit_after)
         max_lag = seconds("max_lag", self.max_lag, allow_none=True)
         if max_lag is not None:
             # Freshness is only known as of the last check, so the bound must leave room for one.
@@ -199,8 +235,8 @@ def parse_weight(value: str | float | int) -> float:
             number = float(value)
         except OverflowError:  # an int too large for a float
             number = math.inf
-    if not math.isfinite(number) or number < 0:
-        raise ConfigurationError(f"weight must be a finite number >= 0, got {value!r}")
+    if not math.isfinite(number) or not 0 <= number <= MAX_WEIGHT:
+        raise ConfigurationError(f"weight must be a finite number >= 0 and <= {MAX_WEIGHT:g}, got {value!r}")
     return float(number)
 
 

@@ -21,7 +21,13 @@ from ._rows import insert_rows, model_rows
 # peewee's type stubs leave out the query internals this module works with.
 _pw: Any = peewee
 
-__all__ = ["compile_query", "is_locking_select", "is_write", "is_write_sql", "shape_result"]
+__all__ = ["compile_query", "first_page", "is_locking_select", "is_write", "is_write_sql", "shape_result"]
+
+
+def first_page(select: Any) -> Any:
+    """The query ``get()`` runs: Peewee's ``query.get()`` replaces LIMIT/OFFSET with page 1 of 1."""
+    return select.paginate(1, 1)
+
 
 # Statements that only read. Anything else (including WITH, which may hide a
 # data-modifying CTE) counts as a write and goes to the primary.

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import peewee
 
 from ._guard import guard_model
+from ._query import first_page
 from ._transaction import Transaction
 
 if TYPE_CHECKING:
@@ -75,15 +76,17 @@ class ModelShortcuts:
     async def get(self, source: type[M] | Any, *query: Any, node: NodeRef = None, **filters: Any) -> Any:
         """One model by expressions or ``field=value`` filters; raises ``Model.DoesNotExist``.
 
-        ``source`` is a model class or a select query.
+        ``source`` is a model class or a select query; as Peewee's ``Model.get()`` and
+        ``query.get()``: the first row of the query's first page of one row (its own LIMIT and
+        OFFSET are replaced), and a single integer is a primary-key lookup.
         """
         rows = await self._get_rows(source, query, filters, node)
         if rows:
             return rows[0]
         select, model = self._select_for(source, query, filters)
-        sql, params = self.router.primary.database.get_sql_context().sql(select).query()
+        sql, params = self.router.primary.database.get_sql_context().sql(first_page(select)).query()
         raise model.DoesNotExist(
-            f"{model.__name__} instance matching query does not exist:\nSQL: {sql}\nParams: {params}"
+            f"{model} instance matching query does not exist:\nSQL: {sql}\nParams: {params}"
         )
 
     async def get_or_none(
@@ -101,7 +104,7 @@ class ModelShortcuts:
     ) -> list[Any]:
         """The rows of ``get``'s ``SELECT ... LIMIT 1``."""
         select, _ = self._select_for(source, query, filters)
-        return list(await self.execute(select.limit(1), node=node))
+        return list(await self.execute(first_page(select), node=node))
 
     async def _insert(self, model: Any, data: dict[str, Any]) -> Any:
         """``model.insert(**data)`` of ``save``; what ``execute`` returns for it."""
@@ -115,7 +118,10 @@ class ModelShortcuts:
             select, model = source, source.model
         else:
             raise TypeError(f"expected a model class or a select query, got {source!r}")
-        if query:
+        if len(query) == 1 and isinstance(query[0], int) and model._meta.auto_increment:
+            # Peewee's Model.get(5): a lone integer is the primary key.
+            select = select.where(model._meta.primary_key == query[0])
+        elif query:
             select = select.where(*query)
         if filters:
             select = select.filter(**filters)

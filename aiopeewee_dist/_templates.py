@@ -33,7 +33,7 @@ from typing import Any
 
 import peewee
 
-from ._query import compile_query
+from ._query import compile_query, first_page
 
 __all__ = [
     "GetLookup",
@@ -104,7 +104,7 @@ class GetLookup(Lookup):
             else:
                 filters[item] = marker
         select, _ = self.select_for(self.model, tuple(exprs), filters)
-        return select.limit(1)
+        return first_page(select)
 
 
 class InsertLookup(Lookup):

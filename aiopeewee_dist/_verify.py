@@ -21,7 +21,7 @@ from ._replication import status_sql
 if TYPE_CHECKING:
     from ._node import Node
 
-__all__ = ["connect_error", "rejection", "verify_nodes"]
+__all__ = ["connect_error", "open_nodes", "rejection", "verify_nodes"]
 
 logger = logging.getLogger("aiopeewee_dist.pool")
 
@@ -82,6 +82,29 @@ def connect_error(where: str, reason: str, exc: BaseException) -> NodeUnavailabl
         return NodeUnavailable(f"{where}: cannot connect: {reason}")
     cause, advice = found
     return NodeRejected(f"{where}: {cause}: {reason} ({advice})", cause=cause, advice=advice)
+
+
+async def open_nodes(
+    primary: Node,
+    replicas: Sequence[Node],
+    verify: bool,
+    timeout: float,
+    record_failure: Callable[..., None],
+) -> None:
+    """What ``Manager.connect()`` does: open the pools (``min_size`` connections; a replica
+    that fails only warns), then (``verify``) check the nodes with :func:`verify_nodes`.
+    ``record_failure(node, exc, eject_now=True)`` takes a replica that failed out of rotation."""
+    await primary.open()
+    for node in replicas:
+        try:
+            await node.open()
+        except NodeUnavailable as exc:
+            logger.warning("replica %s is not reachable at startup: %s", node.name, exc)
+            record_failure(node, exc, eject_now=True)
+    if verify:
+        await verify_nodes(
+            primary, replicas, timeout, lambda node, exc: record_failure(node, exc, eject_now=True)
+        )
 
 
 async def verify_nodes(

@@ -22,6 +22,7 @@ from typing import Any
 
 import peewee
 import pytest
+from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -32,6 +33,11 @@ from aiopeewee_dist import Manager
 BACKENDS = ["sqlite", "psycopg", "aiopg", "mysql"]
 CLUSTER_BACKENDS = ["psycopg", "aiopg", "mysql"]
 REQUIRE_CLUSTER = os.environ.get("AIOPD_REQUIRE_CLUSTER") == "1"
+
+# Verdicts must not depend on the machine's speed: on a loaded 2-core CI runner an example can
+# take seconds, which Hypothesis's deadline and too_slow check would report as failures.
+settings.register_profile("aiopd", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("aiopd")
 
 
 @dataclass

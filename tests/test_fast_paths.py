@@ -24,7 +24,7 @@ import pytest
 from conftest import MODELS, Author, Book, Topology
 
 from aiopeewee_dist import Manager
-from aiopeewee_dist._query import compile_query, shape_result
+from aiopeewee_dist._query import compile_query, first_page, shape_result
 from aiopeewee_dist._rows import insert_rows, model_rows
 from aiopeewee_dist._shapes import shape_of, statement_for
 from aiopeewee_dist._shortcuts import ModelShortcuts
@@ -162,7 +162,7 @@ def get_lookup(source: Any, query: tuple[Any, ...], filters: dict[str, Any]) -> 
 
 def peewee_sql(manager: Manager, node: Any, source: Any, query: Any, filters: Any) -> tuple[str, Any]:
     select, _ = ModelShortcuts._select_for(source, query, filters)
-    _, sql, params = compile_query(select.limit(1), node.database)
+    _, sql, params = compile_query(first_page(select), node.database)
     return sql, params
 
 
@@ -199,7 +199,7 @@ async def test_get_through_templates_equals_the_ordinary_path(m: Manager) -> Non
         for _ in range(2):  # the second call is served by the cached template
             fast = await m.get(source, *query, **filters)
             select, _ = ModelShortcuts._select_for(source, query, filters)
-            plain = await m.execute(select.limit(1))
+            plain = await m.execute(first_page(select))
             assert state(fast) == state(plain[0])
     assert (
         state(await m.get_by_id(Author, ada.id))

@@ -47,21 +47,21 @@ def test_times_become_float_and_edge_values_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"max_size": 0}, r"^max_size must be >= 1, got 0$"),
-        ({"min_size": -1}, r"^min_size must be >= 0, got -1$"),
+        ({"max_size": 0}, r"^max_size must be >= 1 and <= 10000, got 0$"),
+        ({"min_size": -1}, r"^min_size must be >= 0 and <= 10000, got -1$"),
         ({"min_size": 11}, r"^min_size must be <= max_size, got min_size=11, max_size=10$"),
         ({"max_size": True}, r"^max_size must be an integer, got True$"),
         ({"max_size": 2.0}, r"^max_size must be an integer, got 2.0$"),
         ({"min_size": "1"}, r"^min_size must be an integer, got '1'$"),
-        ({"acquire_timeout": 0}, r"^acquire_timeout must be > 0, got 0$"),
-        ({"connect_timeout": -1.5}, r"^connect_timeout must be > 0, got -1.5$"),
+        ({"acquire_timeout": 0}, r"^acquire_timeout must be > 0 and <= 86400, got 0$"),
+        ({"connect_timeout": -1.5}, r"^connect_timeout must be > 0 and <= 86400, got -1.5$"),
         ({"max_lifetime": 0.0}, r"^max_lifetime must be > 0"),
         ({"max_idle": math.inf}, r"^max_idle must be finite, got inf$"),
         ({"max_idle": math.nan}, r"^max_idle must be finite, got nan$"),
         ({"acquire_timeout": 10**400}, r"^acquire_timeout must be finite"),
         ({"acquire_timeout": None}, r"^acquire_timeout must be a number, got None$"),
         ({"acquire_timeout": False}, r"^acquire_timeout must be a number, got False$"),
-        ({"ping_after_idle": -1}, r"^ping_after_idle must be >= 0, got -1$"),
+        ({"ping_after_idle": -1}, r"^ping_after_idle must be >= 0 and <= 86400, got -1$"),
         ({"ping_after_idle": "5"}, r"^ping_after_idle must be a number or None, got '5'$"),
     ],
 )
@@ -123,7 +123,7 @@ def test_from_strings() -> None:
         ({"acquire_timeout": ""}, r"^option 'acquire_timeout' must be a number, got ''$"),
         ({"acquire_timeout": "1e999"}, r"^acquire_timeout must be finite"),
         ({"ping_after_idle": "never"}, r"^option 'ping_after_idle' must be a number or 'none'"),
-        ({"max_size": "0"}, r"^max_size must be >= 1, got 0$"),
+        ({"max_size": "0"}, r"^max_size must be >= 1 and <= 10000, got 0$"),
         ({"min_size": "11"}, r"^min_size must be <= max_size"),
         ({"bogus": "1"}, r"^unknown pool option 'bogus'$"),
     ],
@@ -169,7 +169,7 @@ def test_parse_node_option() -> None:
     assert parse_node_option("min_size", "50") == 50
     with pytest.raises(ConfigurationError, match=r"^unknown node option 'colour'$"):
         parse_node_option("colour", "red")
-    with pytest.raises(ConfigurationError, match=r"^max_idle must be > 0, got 0.0$"):
+    with pytest.raises(ConfigurationError, match=r"^max_idle must be > 0 and <= 2.592e\+06, got 0.0$"):
         parse_node_option("max_idle", "0")
 
 
