@@ -8,7 +8,7 @@ spreads models over several shards, each a Manager, by a shard key.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata as _metadata
 
 from ._errors import (
     AioPeeweeDistError,
@@ -76,6 +76,6 @@ __all__ = [
 ]
 
 try:
-    __version__ = version("aiopeewee-dist")
-except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = _metadata.version("aiopeewee-dist")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"

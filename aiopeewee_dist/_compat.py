@@ -13,8 +13,15 @@ def model_database(model: Any) -> Any:
 
 
 def set_model_database(model: Any, database: Any) -> None:
-    """Bind one model class (only it, not its relations) to ``database``."""
-    model._meta.set_database(database)
+    """Bind one model class (only it, not its relations) to ``database``, without running the
+    fields' database hooks: they configured themselves for "no database" (a BlobField's bytes
+    type, a JSONField's helpers) and must stay so for a stand-in that is no real database."""
+    meta = model._meta
+    hooks, meta._db_hooks = meta._db_hooks, []
+    try:
+        meta.set_database(database)
+    finally:
+        meta._db_hooks = hooks
 
 
 def related_models(model: Any) -> list[Any]:
