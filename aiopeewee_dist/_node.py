@@ -18,7 +18,7 @@ from ._dialects import dialect_for
 from ._drivers import Result, get_driver
 from ._errors import NodeUnavailable, PoolTimeout, QueryTimeout, ReadOnlyError
 from ._health import NodeHealth
-from ._options import PoolOptions
+from ._options import MAX_AGE, PoolOptions
 from ._pool import ConnectionPool, PooledConnection
 from ._query import compile_query, shape_result
 from ._replication import Position, parse_position, position_sql
@@ -34,8 +34,9 @@ Role = Literal["primary", "replica"]
 
 # Maps driver exceptions to Peewee's (IntegrityError, ...); not in peewee's type stubs.
 _exception_wrapper = cast(Any, peewee).__exception_wrapper__
-# An in-memory SQLite database lives exactly as long as its one connection.
-_FOREVER = 10.0**12
+# An in-memory SQLite database lives exactly as long as its one connection: kept as long as
+# the options allow (10**12 s failed the upper bound of max_lifetime/max_idle).
+_FOREVER = MAX_AGE
 _LATENCY_SAMPLES = 1024
 
 
