@@ -8,8 +8,10 @@ spreads models over several shards, each a Manager, by a shard key.
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
+from ._deprecations import module_attribute as _moved_attribute
 from ._errors import (
     AioPeeweeDistError,
     ConfigurationError,
@@ -32,26 +34,24 @@ from ._errors import (
 from ._fanout import FanOutResult, FanOutStream
 from ._ids import IdGenerator, IdParts, ShardedIdField, decode_id
 from ._manager import Manager
-from ._node import Node
 from ._options import PoolOptions
+from ._protocol import ManagerProtocol
 from ._sharding import ShardedManager, ShardTransaction
 from ._shardkeys import Ranges, jump_hash
 from ._transaction import Transaction
-from ._url import DatabaseURL, parse_url
 
 __all__ = [
     "AioPeeweeDistError",
     "ConfigurationError",
     "CrossShardError",
-    "DatabaseURL",
     "EventLoopError",
     "FanOutResult",
     "FanOutStream",
     "IdGenerator",
     "IdParts",
     "Manager",
+    "ManagerProtocol",
     "NoHealthyReplica",
-    "Node",
     "NodeRejected",
     "NodeUnavailable",
     "PoolClosed",
@@ -72,10 +72,14 @@ __all__ = [
     "TransactionError",
     "decode_id",
     "jump_hash",
-    "parse_url",
 ]
 
 try:
-    __version__ = _metadata.version("aiopeewee-dist")
-except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = _version("aiopeewee-dist")
+except _PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"
+
+
+def __getattr__(name: str) -> object:
+    # Node, DatabaseURL and parse_url left the public API: a DeprecationWarning for one release.
+    return _moved_attribute(name)

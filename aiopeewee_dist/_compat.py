@@ -1,10 +1,156 @@
-"""The one place that reaches into peewee's private attributes (see docs/architecture.md)."""
+"""Every use of another library's private names, in one place, by library.
+
+peewee, peewee-async and the drivers are pinned (pyproject.toml); a new release may rename
+what is used here. ``tests/test_compat.py`` exercises each entry on the pinned versions, so
+such a release fails there first, naming the entry, rather than somewhere in a query.
+
+Sections: peewee, peewee-async, aiosqlite, aiomysql. Keep additions in their library's
+section (other work adds accessors here too).
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["model_database", "related_models", "set_model_database"]
+import peewee
+from peewee_async.databases import AioDatabase
+from peewee_async.pool import PoolBackend
+
+__all__ = [
+    "QUERY_ATTRIBUTES",
+    "AioDatabase",
+    "NodePoolBackend",
+    "StringField",
+    "WriteQuery",
+    "aggregates",
+    "aiomysql_detach",
+    "aiomysql_quiet_cursor",
+    "aiosqlite_call_in_thread",
+    "aiosqlite_interrupt",
+    "aiosqlite_is_running",
+    "aiosqlite_make_daemon",
+    "aiosqlite_sqlite_connection",
+    "create_indexes",
+    "create_sequence",
+    "create_table",
+    "cursor_wrapper",
+    "drop_table",
+    "exception_wrapper",
+    "model_database",
+    "model_pk",
+    "model_pk_expr",
+    "populate_unsaved_relations",
+    "prune_fields",
+    "related_models",
+    "set_limit",
+    "set_model_database",
+    "set_model_pk",
+]
+
+# -- peewee ------------------------------------------------------------------------------
+
+_pw: Any = peewee
+
+#: Maps driver exceptions to Peewee's (IntegrityError, ...).
+exception_wrapper: Any = _pw.__exception_wrapper__
+#: The base of CharField/TextField, whose ``adapt`` returns a str as it is.
+StringField: Any = _pw._StringField
+#: The base of UPDATE / DELETE / INSERT queries.
+WriteQuery: Any = _pw._WriteQuery
+
+#: Private attributes of Peewee's query, field and model objects read directly on the hot
+#: paths (``_query``, ``_rows``, ``_shapes``, ``_templates``, ``_shortcuts``): an accessor
+#: call per attribute would cost more than the statement. The test checks each one exists.
+QUERY_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "ModelSelect": (
+        "_returning",
+        "_where",
+        "_order_by",
+        "_limit",
+        "_offset",
+        "_joins",
+        "_from_list",
+        "_row_type",
+        "_is_default",
+        "_group_by",
+        "_having",
+        "_windows",
+        "_distinct",
+        "_simple_distinct",
+        "_for_update",
+    ),
+    "ModelUpdate": ("_update", "_where", "_returning", "_return_cursor"),
+    "ModelInsert": ("_returning", "_return_cursor", "_as_rowcount", "_row_type", "_query_type"),
+    "RawQuery": ("_sql",),
+    "Field": ("_coerce",),
+    "Ordering": ("_coerce", "_converter"),
+    "Table": ("_primary_key",),
+    "Model": ("_meta", "__data__", "_dirty", "__rel__"),
+}
+
+
+def cursor_wrapper(query: Any, cursor: Any) -> Any:
+    """The query's own wrapper over a cursor: rows as models, dicts, tuples, ..."""
+    return query._get_cursor_wrapper(cursor)
+
+
+def set_limit(query: Any, limit: int | None, offset: int | None) -> None:
+    """Set a select's LIMIT and OFFSET in place (on a clone the caller owns)."""
+    query._limit = limit
+    query._offset = offset
+
+
+def aggregates(query: Any) -> bool:
+    """Whether a select groups, filters groups, uses windows or DISTINCT (so COUNT(*) must
+    wrap its own columns rather than ``SELECT 1``)."""
+    return (
+        query._having is not None
+        or query._group_by is not None
+        or query._windows is not None
+        or query._distinct is not None
+        or query._simple_distinct is True
+    )
+
+
+def create_table(schema: Any, *, safe: bool) -> Any:
+    return schema._create_table(safe=safe)
+
+
+def create_indexes(schema: Any, *, safe: bool) -> list[Any]:
+    return list(schema._create_indexes(safe=safe))
+
+
+def create_sequence(schema: Any, field: Any) -> Any:
+    """``CREATE SEQUENCE IF NOT EXISTS`` for a field with a sequence."""
+    create = schema._create_context().literal("CREATE SEQUENCE IF NOT EXISTS ")
+    return create.sql(schema._sequence_for_field(field))
+
+
+def drop_table(schema: Any, *, safe: bool) -> Any:
+    return schema._drop_table(safe=safe)
+
+
+def prune_fields(instance: Any, field_dict: dict[str, Any], only: Any) -> dict[str, Any]:
+    pruned: dict[str, Any] = instance._prune_fields(field_dict, only)
+    return pruned
+
+
+def populate_unsaved_relations(instance: Any, field_dict: dict[str, Any]) -> None:
+    instance._populate_unsaved_relations(field_dict)
+
+
+def model_pk(instance: Any) -> Any:
+    return instance._pk
+
+
+def set_model_pk(instance: Any, value: Any) -> None:
+    instance._pk = value
+
+
+def model_pk_expr(instance: Any) -> Any:
+    return instance._pk_expr()
 
 
 def model_database(model: Any) -> Any:
@@ -28,3 +174,94 @@ def related_models(model: Any) -> list[Any]:
     """The models a model points at (foreign keys) and that point at it (back-references)."""
     meta = model._meta
     return [*meta.refs.values(), *meta.backrefs.values()]
+
+
+# -- peewee-async ------------------------------------------------------------------------
+
+
+class NodePoolBackend(PoolBackend):  # type: ignore[misc]
+    """Stands in for peewee-async's pool: the node's own pool does the work."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(database=kwargs.pop("database", ""))
+
+    def has_acquired_connections(self) -> bool:
+        return False
+
+    async def acquire(self) -> Any:
+        raise peewee.OperationalError("use the node's connection() instead")
+
+    async def release(self, conn: Any) -> None:
+        raise peewee.OperationalError("use the node's connection() instead")
+
+    async def create(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+# -- aiosqlite ---------------------------------------------------------------------------
+
+
+def aiosqlite_make_daemon(conn: Any) -> None:
+    """Make the connection's worker thread a daemon (see the aiosqlite driver)."""
+    conn._thread.daemon = True
+
+
+async def aiosqlite_call_in_thread(conn: Any, function: Callable[[], Any]) -> Any:
+    """Run ``function()`` in the connection's thread, one hop (the public API costs one per call)."""
+    return await conn._execute(function)
+
+
+def aiosqlite_sqlite_connection(conn: Any) -> Any:
+    """The ``sqlite3.Connection`` inside (used from the connection's own thread only)."""
+    return conn._conn
+
+
+def aiosqlite_interrupt(conn: Any) -> None:
+    """Interrupt the statement running in the connection's thread (safe from any thread)."""
+    raw = conn._connection
+    if raw is not None:
+        raw.interrupt()
+
+
+def aiosqlite_is_running(conn: Any) -> bool:
+    return bool(conn._running)
+
+
+# -- aiomysql ----------------------------------------------------------------------------
+
+
+def aiomysql_detach(conn: Any) -> None:
+    """Close the connection's socket without the event loop (which may be closed) and detach it."""
+    writer = conn._writer
+    if writer is not None:
+        transport = writer.transport
+        with contextlib.suppress(RuntimeError):  # loop closed: the socket is closed below
+            transport.close()
+        sock = getattr(transport, "_sock", None)
+        if sock is not None:
+            transport._sock = None
+            sock.close()
+    conn._writer = None
+    conn._reader = None
+
+
+def aiomysql_quiet_cursor(base: type[Any], escape: Callable[[Any, Any], str]) -> type[Any]:
+    """A subclass of aiomysql cursor ``base`` without the SHOW WARNINGS round trip, escaping
+    each parameter with ``escape(conn, value)``."""
+
+    class QuietCursor(base):  # type: ignore[misc]
+        # aiomysql answers every server note (e.g. DROP TABLE IF EXISTS on a missing table)
+        # with an extra SHOW WARNINGS round trip and a Python warning; PyMySQL dropped that.
+        async def _show_warnings(self, conn: Any) -> None:
+            return None
+
+        def _escape_args(self, args: Any, conn: Any) -> Any:
+            if isinstance(args, (tuple, list)):
+                return tuple(escape(conn, arg) for arg in args)
+            return super()._escape_args(args, conn)
+
+    QuietCursor.__name__ = QuietCursor.__qualname__ = f"Quiet{base.__name__}"
+    return QuietCursor

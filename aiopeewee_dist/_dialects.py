@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import peewee
 import peewee_async
-from peewee_async.pool import PoolBackend
+
+from ._compat import AioDatabase, NodePoolBackend
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -22,30 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["dialect_for"]
 
 
-class _NodePoolBackend(PoolBackend):
-    """Stands in for peewee-async's pool: the node's own pool does the work."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(database=kwargs.pop("database", ""))
-
-    def has_acquired_connections(self) -> bool:
-        return False
-
-    async def acquire(self) -> Any:
-        raise peewee.OperationalError("use the node's connection() instead")
-
-    async def release(self, conn: Any) -> None:
-        raise peewee.OperationalError("use the node's connection() instead")
-
-    async def create(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-
-class _NodeDatabase(peewee_async.databases.AioDatabase):
-    pool_backend_cls = _NodePoolBackend
+class _NodeDatabase(AioDatabase):
+    pool_backend_cls = NodePoolBackend
     node: Node
 
     def aio_connection(self) -> Any:
@@ -72,9 +51,7 @@ class _NodeDatabase(peewee_async.databases.AioDatabase):
 
 @asynccontextmanager
 async def _atomic(node: Node) -> AsyncIterator[None]:
-    from ._transaction import Transaction
-
-    async with Transaction(node):
+    async with node.transaction():
         yield
 
 
@@ -102,7 +79,7 @@ _CLASSES: dict[str, type[_NodeDatabase]] = {
 }
 
 
-def dialect_for(node: Node) -> peewee_async.databases.AioDatabase:
+def dialect_for(node: Node) -> AioDatabase:
     """A database object for ``node``: holds no credentials, opens no connections itself."""
     database = _CLASSES[node.url.backend](node.url.database)
     database.node = node

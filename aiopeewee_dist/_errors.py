@@ -4,11 +4,11 @@
 
     AioPeeweeDistError
      ├── ConfigurationError        (also ValueError)   bad URL, scheme, option, missing driver
-     ├── PoolError                 (also peewee.OperationalError)
+     ├── PoolError                 (also peewee.OperationalError)  the pool gave no connection
      │    ├── PoolTimeout          no connection free within ``acquire_timeout``
-     │    ├── PoolClosed           the node's pool is closed
-     │    └── NodeUnavailable      the node cannot be reached (connect failed, connection broke)
-     │         └── NodeRejected    it refused us for good: credentials, database, host, TLS
+     │    └── PoolClosed           the node's pool is closed
+     ├── NodeUnavailable           (also peewee.OperationalError)  connect failed, connection broke
+     │    └── NodeRejected         it refused us for good: credentials, database, host, TLS
      ├── QueryTimeout              (also peewee.OperationalError)  a statement exceeded ``query_timeout``
      ├── RoutingError                                   no such node, write sent to a replica
      │    ├── ReadOnlyError                             write inside ``manager.read_only()``
@@ -69,8 +69,10 @@ class PoolClosed(PoolError):
     """The node's pool is closed (``manager.close()`` was called)."""
 
 
-class NodeUnavailable(PoolError):
+class NodeUnavailable(AioPeeweeDistError, peewee.OperationalError):
     """The node could not be reached: connecting failed or the connection broke mid-query.
+
+    Not a :class:`PoolError`: the pool worked, the server did not answer.
 
     Reads that fail this way on a replica are retried once on another node.
     """

@@ -75,6 +75,15 @@ class NodeHealth:
     def position(self) -> Position | None:
         return self.status.position if self.status else None
 
+    def readmit(self) -> None:
+        """Take the node as up again now (it became the primary)."""
+        self.up = True
+
+    def record_position(self, position: Position) -> None:
+        """A replayed position read outside the monitor's rounds (a causal read waiting)."""
+        if self.status is not None:
+            self.status = NodeStatus(self.status.is_replica, position)
+
     def staleness(self, now: float) -> float | None:
         """Upper bound on how old the node's data is at ``now``; None if unknown."""
         return None if self.fresh_as_of is None else max(now - self.fresh_as_of, 0.0)
@@ -133,8 +142,8 @@ class HealthMonitor:
         if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
             # Cancel until it is done: a cancellation can be lost (Python 3.11's wait_for()
             # returns the inner result when it completes in the same loop turn as the cancel),
-            # and then the monitor slept on and a single wait() made close() hang forever.
-            # wait() neither raises the task's CancelledError nor swallows our own.
+            # so one cancel() is not enough to end the task. wait() neither raises the task's
+            # CancelledError nor swallows our own.
             while not task.done():
                 task.cancel()
                 await asyncio.wait([task], timeout=0.1)
@@ -148,9 +157,8 @@ class HealthMonitor:
             except Exception:  # one bad round must not end the monitor
                 logger.exception("health check round failed")
             # Python 3.11's wait_for() (probes, pool waits, pings) returns the inner result
-            # when it completes in the same loop turn as a cancel, losing the cancellation
-            # (measured: ~8% of cancels with a tight interval). Honour it here, or
-            # asyncio.run()'s shutdown, which cancels this task once, waits on it forever.
+            # when it completes in the same loop turn as a cancel, losing the cancellation.
+            # It is honoured here: asyncio.run()'s shutdown cancels this task only once.
             task = asyncio.current_task()
             if task is not None and getattr(task, "cancelling", lambda: 0)():
                 raise asyncio.CancelledError
@@ -264,6 +272,17 @@ class HealthMonitor:
         elif len(writable) > 1:
             names = ", ".join(node.name for node in writable)
             logger.warning("several replicas accept writes (%s); not choosing a primary", names)
+
+    async def refresh_positions(self, nodes: Sequence[Node]) -> None:
+        """Read the replayed position of ``nodes`` now (a failure is left to the next round)."""
+        for node in nodes:
+            try:
+                position = await node.current_position()
+            except Exception as exc:  # the rounds deal with broken nodes
+                logger.debug("node %s: reading its position failed: %r", node.name, exc)
+                continue
+            if position is not None:
+                node.health.record_position(position)
 
     def report(self, node: Node) -> dict[str, Any]:
         """The node's state as of its last check; ``lag`` is its staleness at that check."""

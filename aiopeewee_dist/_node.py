@@ -6,19 +6,19 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from contextlib import aclosing, asynccontextmanager
-from typing import Any, Literal, NoReturn, cast
-
-import peewee
+from typing import Any, Literal
 
 from . import _context
 from ._bounded import bounded
+from ._cache import LRUCache
+from ._compat import cursor_wrapper, exception_wrapper
 from ._dialects import dialect_for
 from ._drivers import Result, get_driver
 from ._errors import NodeUnavailable, PoolTimeout, QueryTimeout, ReadOnlyError
 from ._health import NodeHealth
-from ._options import MAX_AGE, PoolOptions
+from ._options import PoolOptions
 from ._pool import ConnectionPool, PooledConnection
 from ._query import compile_query, shape_result
 from ._replication import Position, parse_position, position_sql
@@ -26,18 +26,15 @@ from ._rows import model_rows
 from ._shapes import shape_of, statement_for
 from ._sqllog import SQL_LOGGER, log_statement
 from ._templates import Lookup, Template, template_for
+from ._transaction import Transaction
 from ._url import DatabaseURL
 
 __all__ = ["Node", "NodeRef", "Role"]
 
 Role = Literal["primary", "replica"]
 
-# Maps driver exceptions to Peewee's (IntegrityError, ...); not in peewee's type stubs.
-_exception_wrapper = cast(Any, peewee).__exception_wrapper__
-# An in-memory SQLite database lives exactly as long as its one connection: kept as long as
-# the options allow (10**12 s failed the upper bound of max_lifetime/max_idle).
-_FOREVER = MAX_AGE
 _LATENCY_SAMPLES = 1024
+_MAX_COMPILED = 2048
 
 
 class Node:
@@ -71,7 +68,7 @@ class Node:
         if url.backend == "aiosqlite":
             writer = options.replace(max_size=1, min_size=min(options.min_size, 1))
             if url.is_memory:
-                writer = writer.replace(min_size=1, max_lifetime=_FOREVER, max_idle=_FOREVER)
+                writer = writer.replace(min_size=1)
             else:
                 self._read_pool = ConnectionPool(
                     name=f"{name}/readers", driver=self.driver, url=url, options=options, read_only=True
@@ -79,13 +76,18 @@ class Node:
             options = writer
         self.options = options
         self.pool = ConnectionPool(
-            name=name, driver=self.driver, url=url, options=options, read_only=role == "replica"
+            name=name,
+            driver=self.driver,
+            url=url,
+            options=options,
+            read_only=role == "replica",
+            # An in-memory SQLite database lives exactly as long as its one connection.
+            keep_forever=url.is_memory,
         )
         self.database = dialect_for(self)
-        # Compiled get() statements in this node's dialect (see _templates).
-        self._templates: dict[Any, Template] = {}
-        # Compiled execute() statements by query shape (see _shapes).
-        self._statements: dict[Any, Template] = {}
+        # Compiled statements in this node's dialect: shortcut lookups (_templates) and
+        # execute() shapes (_shapes), whose keys never collide (a lookup's starts with its class).
+        self._compiled: LRUCache[Any, Template] = LRUCache(_MAX_COMPILED)
         self.closed = False
         self.health = NodeHealth()
         self._counters: Counter[str] = Counter()
@@ -105,9 +107,14 @@ class Node:
         return self.health.up
 
     def set_role(self, role: Role) -> None:
-        """Change role (failover); connections opened for the old role are replaced."""
+        """Change role (failover); connections opened for the old role are replaced.
+
+        A node made primary is taken as up: it was just chosen for being reachable.
+        """
         self.role = role
         self.pool.read_only = role == "replica"
+        if role == "primary":
+            self.health.readmit()
         self.expire_connections()
 
     def _pools(self) -> list[ConnectionPool]:
@@ -128,10 +135,19 @@ class Node:
         for pool in self._pools():
             pool.expire_connections()
 
-    def _pool_for(self, write: bool) -> ConnectionPool:
+    def pool_for(self, write: bool) -> ConnectionPool:
         return self.pool if write or self._read_pool is None else self._read_pool
 
     # -- connections ---------------------------------------------------------------
+
+    def pin(self, *, write: bool = True, read_only: bool | None = None, bind: bool = True) -> _context.Pin:
+        """Hold one connection of this node for a block (see :class:`._context.Pin`).
+
+        ``write``: from the writer pool (a SQLite node's readers otherwise); ``read_only``:
+        refuse writes on it (default: only a reader connection does); ``bind``: pin it to
+        the task, so the task's queries to this node inside the block run on it.
+        """
+        return _context.Pin(self, write=write, bind=bind, read_only=read_only)
 
     @asynccontextmanager
     async def connection(self, *, write: bool = True) -> AsyncIterator[Any]:
@@ -140,38 +156,52 @@ class Node:
         Inside, every query the task sends to this node (and only this node) runs on
         it. Re-entrant: an already pinned connection is reused.
         """
-        binding = _context.bound(self)
-        if binding is not None:
+        async with self.pin(write=write) as binding:
             await self.send_begin(binding)  # the caller may use the raw connection directly
             yield binding.conn
-            return
-        pool = self._pool_for(write)
-        pc = await pool.acquire()
-        binding = _context.Binding(self, pool, pc, read_only=not write and pool is not self.pool)
-        token = _context.bind(binding)
-        try:
-            yield pc.conn
-        except BaseException as exc:
-            binding.broken = binding.broken or self._breaks(pc, exc)
-            raise
-        finally:
-            _context.unbind(token)
-            pool.release(pc, broken=binding.broken)
 
-    def _breaks(self, pc: PooledConnection, exc: BaseException) -> bool:
-        # A statement interrupted by cancellation leaves the driver mid-protocol;
-        # only a fresh connection is trustworthy afterwards.
-        # GeneratorExit is no such interruption: it is thrown in at a ``yield`` (a stream
-        # closed early), never during a driver call, and the stream's cleanup (COMMIT/CLOSE)
-        # has already run when it gets here (had that failed, its error would replace it).
-        # Counting it as breaking closed the connection of every stream stopped early and,
-        # inside a transaction, marked the binding broken: the block then ended without
-        # COMMIT and without an error, silently losing its writes.
+    def breaks(self, pc: PooledConnection, exc: BaseException) -> bool:
+        """Whether ``exc`` leaves ``pc`` unusable, so it must be closed rather than reused."""
+        # A statement interrupted by cancellation leaves the driver mid-protocol; only a
+        # fresh connection is trustworthy afterwards. GeneratorExit is no such interruption:
+        # it is thrown in at a ``yield`` (a stream closed early), never during a driver call,
+        # after the stream's own cleanup (COMMIT/CLOSE) ran.
         if isinstance(exc, GeneratorExit):
             return self.driver.is_closed(pc.conn)
         if isinstance(exc, QueryTimeout):
             return True
         return not isinstance(exc, Exception) or self.driver.is_closed(pc.conn)
+
+    # -- transactions: the deferred BEGIN lives here ---------------------------------
+
+    def transaction(self, *, isolation: str | None = None, read_only: bool = False) -> Transaction:
+        """A transaction block (or decorator) on this node; nested blocks are savepoints."""
+        return Transaction(self, isolation=isolation, read_only=read_only)
+
+    async def begin(
+        self, binding: _context.Binding, *, isolation: str | None, read_only: bool, defer: bool
+    ) -> None:
+        """Open a transaction on a pinned connection.
+
+        On a connection the block checked out itself (``defer``) with a driver that
+        ``merges_begin``, the BEGIN is kept on the binding and sent in the same message as
+        the block's first statement (one round trip less). Not on a connection pinned by
+        ``connection()``: it may already be in the caller's hands, who must find the
+        transaction open.
+        """
+        statements = self.driver.begin_statements(isolation=isolation, read_only=read_only)
+        if defer and self.driver.merges_begin and len(statements) == 1:
+            binding.begin = statements[0]
+            return
+        for sql in statements:
+            await self._run_pinned(binding, sql, ())
+
+    async def end(self, binding: _context.Binding, *, commit: bool) -> None:
+        """COMMIT or ROLLBACK the pinned connection's transaction (nothing if BEGIN never went)."""
+        if binding.begin is not None:
+            binding.begin = None  # no statement ran, so there is no transaction to end
+            return
+        await self._run_pinned(binding, "COMMIT" if commit else "ROLLBACK", ())
 
     # -- statements ----------------------------------------------------------------
 
@@ -182,13 +212,13 @@ class Node:
             if write and binding.read_only:
                 raise ReadOnlyError(f"write inside a read-only transaction on node {self.name!r}")
             return await self._run_pinned(binding, sql, params)
-        # Inlined rather than a _Lease: this is every statement's path.
-        pool = self._pool_for(write)
+        # A checkout for one statement, inlined rather than a Pin: this is every statement's path.
+        pool = self.pool_for(write)
         pc = await pool.acquire()
         try:
             result = await self._run(pc, sql, params)
         except BaseException as exc:
-            pool.release(pc, broken=self._breaks(pc, exc))
+            pool.release(pc, broken=self.breaks(pc, exc))
             raise
         pool.release(pc, broken=False)
         return result
@@ -196,7 +226,7 @@ class Node:
     async def _run_pinned(self, binding: _context.Binding, sql: str, params: Sequence[Any]) -> Result:
         """Run a statement on a pinned connection, with the transaction's BEGIN if not sent yet.
 
-        An error that interrupts the driver mid-protocol (see ``_breaks``) marks the binding broken.
+        An error that interrupts the driver mid-protocol (see ``breaks``) marks the binding broken.
         """
         pc = binding.pc
         begin = binding.begin
@@ -205,9 +235,9 @@ class Node:
                 return await self._run(pc, sql, params)
             result = await self._run(pc, sql, params, begin)
         except BaseException as exc:
-            if begin is not None and (self.driver.in_transaction(pc.conn) or self.driver.is_closed(pc.conn)):
+            if begin is not None and self._began(binding):
                 binding.begin = None  # the BEGIN reached the server (failed statements leave it open)
-            binding.broken = binding.broken or self._breaks(pc, exc)
+            binding.broken = binding.broken or self.breaks(pc, exc)
             raise
         binding.begin = None
         return result
@@ -218,14 +248,16 @@ class Node:
         if begin is not None:
             binding.begin = None
             try:
-                await self._run(binding.pc, begin, ())
-            except BaseException as exc:
-                if not (
-                    self.driver.in_transaction(binding.pc.conn) or self.driver.is_closed(binding.pc.conn)
-                ):
-                    binding.begin = begin
-                binding.broken = binding.broken or self._breaks(binding.pc, exc)
+                await self._run_pinned(binding, begin, ())
+            except BaseException:
+                if not self._began(binding):
+                    binding.begin = begin  # still to be sent with the next statement
                 raise
+
+    def _began(self, binding: _context.Binding) -> bool:
+        """Whether a BEGIN sent on the binding's connection reached the server."""
+        conn = binding.pc.conn
+        return self.driver.in_transaction(conn) or self.driver.is_closed(conn)
 
     async def _run(
         self, pc: PooledConnection, sql: str, params: Sequence[Any], begin: str | None = None
@@ -238,55 +270,34 @@ class Node:
         conn = pc.conn
         driver = self.driver
         try:
-            with _exception_wrapper:
+            with exception_wrapper:
                 call = (
                     driver.execute(conn, sql, params)
                     if begin is None
                     else driver.execute_after(conn, begin, sql, params)
                 )
                 result = await (call if timeout is None else bounded(call, timeout))
-        except BaseException as exc:
-            if SQL_LOGGER.isEnabledFor(logging.DEBUG):
-                self._log(sql, params, start, None, exc)
-            return self._failed(exc, conn, timeout)
-        elapsed = time.perf_counter() - start
-        self.latencies.append(elapsed)
-        if SQL_LOGGER.isEnabledFor(logging.DEBUG):
-            self._log(sql, params, start, result, None)
-        return result
-
-    def _log(
-        self,
-        sql: str,
-        params: Sequence[Any],
-        start: float,
-        result: Result | None,
-        error: BaseException | None,
-    ) -> None:
-        rows = (
-            None
-            if result is None
-            else (len(result.rows) if result.description is not None else result.rowcount)
-        )
-        elapsed = time.perf_counter() - start
-        log_statement(self.name, sql, params, elapsed, rows=rows, error=error, log_params=self.log_params)
-
-    def _failed(self, exc: BaseException, conn: Any, timeout: float | None) -> NoReturn:
-        """Translate a statement's failure (counted as an error) and raise it."""
-        counters = self._counters
-        if isinstance(exc, asyncio.TimeoutError):
-            # The cancelled statement left the connection mid-protocol; _breaks() makes
+        except asyncio.TimeoutError as exc:
+            # The cancelled statement left the connection mid-protocol; breaks() makes
             # the caller discard it.
             counters[self.ERRORS] += 1
+            if SQL_LOGGER.isEnabledFor(logging.DEBUG):
+                log_statement(self.name, sql, params, start, None, exc, self.log_params)
             raise QueryTimeout(f"node {self.name!r}: statement exceeded query_timeout={timeout:g}s") from None
-        if isinstance(exc, Exception):
+        except Exception as exc:
             counters[self.ERRORS] += 1
-            if self.driver.is_closed(conn):
+            if SQL_LOGGER.isEnabledFor(logging.DEBUG):
+                log_statement(self.name, sql, params, start, None, exc, self.log_params)
+            if driver.is_closed(conn):
                 # The server went away (restart, failover, network): the idle connections are
                 # most likely dead too, and each would fail one more caller's statement.
                 self.expire_connections()
                 raise NodeUnavailable(f"node {self.name!r}: connection lost: {exc}") from exc
-        raise exc
+            raise
+        self.latencies.append(time.perf_counter() - start)
+        if SQL_LOGGER.isEnabledFor(logging.DEBUG):  # one cached level check when DEBUG is off
+            log_statement(self.name, sql, params, start, result, None, self.log_params)
+        return result
 
     async def probe(self, sql: str, timeout: float) -> Any:
         """Run a status query for the health monitor; the first row, or an error.
@@ -294,7 +305,7 @@ class Node:
         Raises :class:`PoolTimeout` when every connection is busy: a saturated pool
         says nothing about the server, so the monitor records no verdict then.
         """
-        pool = self._pool_for(write=False)
+        pool = self.pool_for(write=False)
         try:
             pc = await pool.acquire_within(timeout)
         except asyncio.TimeoutError:
@@ -314,7 +325,7 @@ class Node:
     async def execute(self, query: Any, *, write: bool = True) -> Any:
         """Run a Peewee query here and return what synchronous Peewee would."""
         shape = shape_of(query)
-        template = None if shape is None else statement_for(self._statements, self.database, query, shape)
+        template = None if shape is None else statement_for(self._compiled, self.database, query, shape)
         if shape is not None and template is not None:
             sql, params = template.sql, template.bind(shape.values)
         else:
@@ -324,7 +335,7 @@ class Node:
 
     def template(self, lookup: Lookup) -> Template | None:
         """This node's compiled statement for a shortcut's lookup (None: use the ordinary path)."""
-        return template_for(self._templates, self.database, lookup)
+        return template_for(self._compiled, self.database, lookup)
 
     async def run_template(self, template: Template, values: list[Any], *, write: bool) -> Any:
         """Run a template with these values; what ``execute`` of its query would return."""
@@ -342,34 +353,33 @@ class Node:
     async def iterate(self, query: Any, *, chunk_size: int, write: bool = False) -> AsyncGenerator[Any, None]:
         """Stream a select's rows, ``chunk_size`` at a time, through a server-side cursor."""
         query, sql, params = compile_query(query, self.database)
-        # The stream's connection is deliberately NOT pinned with self.connection(): an async
-        # generator runs in its consumer's context, so a pinned connection (1) captured the
-        # consumer's other queries to this node mid-stream (on MySQL they silently discarded
-        # the unread rows), and (2) when the stream was abandoned without ``async with``, was
-        # released by the loop's asyncgen finalizer in another Context, where resetting the
-        # binding raised ValueError: the connection leaked and the task kept a stale binding.
-        # Inside a transaction or connection() block the stream uses the pinned connection.
+        # Not pinned to the task (bind=False): an async generator runs in its consumer's
+        # context, so a pinned stream connection would capture the consumer's other queries
+        # to this node mid-stream, and a stream abandoned without ``async with`` is finalised
+        # in another Context, where the binding could not be reset. Inside a transaction or
+        # connection() block the stream uses the pinned connection.
         # aclosing: the driver's cleanup (COMMIT, CLOSE cursor) must run before the release.
-        lease = _Lease(self, write)
-        if lease.binding is not None:
-            await self.send_begin(lease.binding)  # the driver checks the connection's transaction state
-        async with lease as pc, aclosing(self._stream(pc.conn, query, sql, params, chunk_size)) as rows:
-            async for row in rows:
-                yield row
+        async with self.pin(write=write, bind=False) as binding:
+            await self.send_begin(binding)  # the driver checks the connection's transaction state
+            async with aclosing(self._stream(binding, query, sql, params, chunk_size)) as rows:
+                async for row in rows:
+                    yield row
 
     async def _stream(
-        self, conn: Any, query: Any, sql: str, params: Sequence[Any], chunk_size: int
+        self, binding: _context.Binding, query: Any, sql: str, params: Sequence[Any], chunk_size: int
     ) -> AsyncGenerator[Any, None]:
         self._counters[self.QUERIES] += 1
         try:
-            with _exception_wrapper:
-                async with aclosing(self.driver.stream(conn, sql, params, chunk_size)) as chunks:
+            with exception_wrapper:
+                async with aclosing(self.driver.stream(binding.conn, sql, params, chunk_size)) as chunks:
                     async for chunk in chunks:
                         rows = model_rows(query, chunk)
-                        for row in rows if rows is not None else query._get_cursor_wrapper(chunk):
+                        for row in rows if rows is not None else cursor_wrapper(query, chunk):
                             yield row
-        except Exception:
-            self._counters[self.ERRORS] += 1
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                self._counters[self.ERRORS] += 1
+            binding.broken = binding.broken or self.breaks(binding.pc, exc)
             raise
 
     # -- observability -------------------------------------------------------------
@@ -388,6 +398,15 @@ class Node:
         stats[self.ERRORS] = self._counters[self.ERRORS]
         return stats
 
+    def stats(self, now: float) -> dict[str, Any]:
+        """:meth:`get_stats` plus latency percentiles (ms), role, up and lag, for ``Manager.stats``."""
+        entry: dict[str, Any] = dict(self.get_stats())
+        entry.update(_percentiles_ms(self.latencies))
+        entry["role"] = self.role
+        entry["up"] = self.healthy
+        entry["lag"] = self.health.staleness(now) if self.role == "replica" else 0.0
+        return entry
+
     async def drain(self, timeout: float) -> None:
         """Wait until no connection of this node is checked out (at most ``timeout``)."""
         deadline = time.monotonic() + timeout
@@ -405,32 +424,11 @@ class Node:
 NodeRef = str | Node | None
 
 
-class _Lease:
-    """The connection a statement runs on: the task's pinned one for the node, or one checked
-    out of the pool for the statement. On an error that interrupts the driver mid-protocol
-    (see ``Node._breaks``) the pinned one is marked broken, a checked-out one is discarded.
-
-    A class rather than ``@asynccontextmanager``: it is on every query's path.
-    """
-
-    __slots__ = ("binding", "node", "pc", "pool", "write")
-
-    def __init__(self, node: Node, write: bool) -> None:
-        self.node = node
-        self.write = write
-        self.binding = _context.bound(node)
-
-    async def __aenter__(self) -> PooledConnection:
-        if self.binding is not None:
-            return self.binding.pc
-        self.pool = self.node._pool_for(self.write)
-        self.pc = await self.pool.acquire()
-        return self.pc
-
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        binding = self.binding
-        if binding is not None:
-            if exc is not None:
-                binding.broken = binding.broken or self.node._breaks(binding.pc, exc)
-            return
-        self.pool.release(self.pc, broken=exc is not None and self.node._breaks(self.pc, exc))
+def _percentiles_ms(samples: Iterable[float]) -> dict[str, float | None]:
+    ordered = sorted(samples)
+    if not ordered:
+        return {"latency_p50_ms": None, "latency_p95_ms": None, "latency_p99_ms": None}
+    last = len(ordered) - 1
+    return {
+        f"latency_p{p}_ms": round(ordered[min(last, round(last * p / 100))] * 1000, 3) for p in (50, 95, 99)
+    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import Counter, deque
@@ -64,9 +65,19 @@ class ConnectionPool:
     )
 
     def __init__(
-        self, *, name: str, driver: Driver, url: DatabaseURL, options: PoolOptions, read_only: bool = False
+        self,
+        *,
+        name: str,
+        driver: Driver,
+        url: DatabaseURL,
+        options: PoolOptions,
+        read_only: bool = False,
+        keep_forever: bool = False,
     ) -> None:
+        """``keep_forever``: connections never reach ``max_lifetime`` (nor ``max_idle``, with
+        ``min_size`` equal to ``max_size``)."""
         self.name = name
+        self.keep_forever = keep_forever
         self.driver = driver
         self.url = url
         self.options = options
@@ -276,7 +287,7 @@ class ConnectionPool:
             raise
         self._counters[self.CONNECTIONS_OPENED] += 1
         # Up to 5% jitter so connections opened together do not all expire together.
-        lifetime = self.options.max_lifetime * (1 - random.random() * 0.05)
+        lifetime = math.inf if self.keep_forever else self.options.max_lifetime * (1 - random.random() * 0.05)
         return PooledConnection(conn, epoch, time.monotonic() + lifetime)
 
     def _discard_late_connection(self, connecting: asyncio.Future[Any]) -> None:
@@ -378,7 +389,9 @@ class ConnectionPool:
         self._counters[self.CONNECTIONS_CLOSED] += 1
         try:
             await asyncio.wait_for(self.driver.close(pc.conn), _RESET_TIMEOUT)
-        except (Exception, asyncio.CancelledError):
+        except (Exception, asyncio.CancelledError) as exc:
+            # The connection is dropped either way; a server that went away makes this common.
+            logger.debug("node %s: closing a connection failed, terminating it: %r", self.name, exc)
             self._terminate(pc)
 
     def _terminate(self, pc: PooledConnection) -> None:

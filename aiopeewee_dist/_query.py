@@ -14,6 +14,7 @@ from typing import Any
 
 import peewee
 
+from ._compat import WriteQuery, cursor_wrapper
 from ._drivers import Result
 from ._guard import guard_model
 from ._rows import insert_rows, model_rows
@@ -103,22 +104,22 @@ def shape_result(query: Any, database: Any, result: Result) -> Any:
     _guard(query)
     if isinstance(query, _pw.Insert):
         if query._return_cursor:
-            return list(query._get_cursor_wrapper(result))
+            return list(cursor_wrapper(query, result))
         if query._as_rowcount:
             return result.rowcount
         if query._returning:
             rows = insert_rows(query, result)
             if rows is None:
-                rows = list(query._get_cursor_wrapper(result))
+                rows = list(cursor_wrapper(query, result))
             if query._query_type == _pw.Insert.SIMPLE:
                 return database.last_insert_id(rows, query._query_type)
             return rows
         return result.lastrowid
-    if isinstance(query, _pw._WriteQuery):
+    if isinstance(query, WriteQuery):
         if query._return_cursor:
-            return list(query._get_cursor_wrapper(result))
+            return list(cursor_wrapper(query, result))
         return result.rowcount
     if isinstance(query, (_pw.SelectBase, _pw.RawQuery, _pw.ModelRaw)):
         built = model_rows(query, result)
-        return built if built is not None else list(query._get_cursor_wrapper(result))
+        return built if built is not None else list(cursor_wrapper(query, result))
     return result.rows if result.description is not None else result.rowcount

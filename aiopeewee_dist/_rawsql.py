@@ -43,9 +43,7 @@ def _to_qmark(sql: str) -> str:
     return _PYFORMAT.sub(lambda m: "?" if m.group(0) == "%s" else "%", sql)
 
 
-def prepare_raw_sql(
-    sql: str, dialect: str, *, has_params: bool, multiple_statements: bool
-) -> tuple[str, bool]:
+def prepare_raw_sql(sql: str, dialect: str, has_params: bool, multiple_statements: bool) -> tuple[str, bool]:
     """``(sql for the dialect's driver, whether it may write)``; ConfigurationError if refused."""
     if not isinstance(sql, str):
         raise ConfigurationError(f"raw_sql() takes SQL text, got {type(sql).__name__}")

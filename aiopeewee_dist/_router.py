@@ -33,8 +33,9 @@ from . import _context
 from ._consistency import Consistency
 from ._errors import ConfigurationError, NoHealthyReplica, ReadOnlyError, RoutingError
 from ._node import Node
+from ._replication import Position
 
-__all__ = ["STRATEGIES", "Router", "Strategy", "StrategyName", "make_strategy"]
+__all__ = ["STRATEGIES", "Router", "Strategy", "StrategyName", "covering_replicas", "make_strategy"]
 
 logger = logging.getLogger("aiopeewee_dist.router")
 
@@ -94,6 +95,11 @@ def make_strategy(strategy: StrategyName | Strategy) -> Strategy:
         raise ConfigurationError(
             f"unknown routing strategy {strategy!r} (expected one of {', '.join(STRATEGIES)} or a callable)"
         ) from None
+
+
+def covering_replicas(nodes: Sequence[Node], needed: Position) -> list[Node]:
+    """The nodes whose last known position includes ``needed`` (causal reads)."""
+    return [n for n in nodes if n.health.position and n.health.position.covers(needed)]
 
 
 class _Primary:
@@ -177,6 +183,51 @@ class Router:
         known = ", ".join(repr(node.name) for node in self.nodes)
         raise RoutingError(f"no node named {name!r} (known: {known})")
 
+    # -- topology: replaced lists, never mutated ones (readers may be iterating) -----
+
+    def add_replica(self, node: Node) -> None:
+        if node.name in {n.name for n in self.nodes}:
+            raise ConfigurationError(f"a node named {node.name!r} already exists")
+        self.replicas = [*self.replicas, node]
+
+    async def remove_replica(self, name: str, *, drain: float) -> Node:
+        """Take a replica out of the read rotation at once, let its reads in progress finish
+        (at most ``drain`` seconds), close it; returns it."""
+        node = self.node(name)
+        if node not in self.replicas:
+            raise RoutingError(f"node {name!r} is not a replica")
+        self.replicas = [r for r in self.replicas if r is not node]
+        await node.drain(drain)
+        await node.close()
+        return node
+
+    def set_weight(self, name: str, weight: float) -> None:
+        self.node(name).weight = weight
+
+    async def replace_primary(self, new: Node) -> None:
+        """Make ``new`` the primary (it leaves the replicas) and close the old one.
+
+        Every replica's connections are renewed: after a failover they may follow the old
+        primary's timeline.
+        """
+        old = self.primary
+        self.replicas = [r for r in self.replicas if r is not new]
+        new.set_role("primary")
+        self.primary = new
+        for node in self.replicas:
+            node.expire_connections()
+        await old.close()
+
+    async def open(self) -> None:
+        """Open every node's pool(s) now (``min_size`` connections each)."""
+        for node in self.nodes:
+            await node.open()
+
+    async def close(self) -> None:
+        """Close every node's pool(s); connections in use close when returned."""
+        for node in self.nodes:
+            await node.close()
+
     # -- overrides -----------------------------------------------------------------
 
     @contextmanager
@@ -224,8 +275,8 @@ class Router:
             tx = _context.current_transaction()
             if tx is not None and tx.node in self.nodes:
                 # A write inside a read-only transaction is the caller's mistake whichever node
-                # the transaction landed on: without this check one on a replica raised the
-                # generic "write to replica" RoutingError instead of ReadOnlyError.
+                # the transaction landed on (a replica, too): ReadOnlyError says so, where the
+                # replica check below would only say "write to replica".
                 if write and tx.read_only:
                     raise ReadOnlyError(f"write inside a read-only transaction on node {tx.node.name!r}")
                 target = tx.node
@@ -245,6 +296,12 @@ class Router:
             self.counters[self.READS] += 1
             self.counters[f"reads:{target.name}"] += 1
         return target
+
+    def reroute_read(self, failed: Node) -> Node:
+        """Another node for a read that found ``failed`` unreachable (counted as a retry)."""
+        retry = self.route(write=False, exclude=(failed,))
+        self.counters[self.RETRIES] += 1
+        return retry
 
     def eligible_replicas(self, exclude: Sequence[Node] = ()) -> list[Node]:
         """Replicas that are up, open, not excluded and (with ``max_lag``) fresh enough now."""

@@ -24,6 +24,8 @@ from typing import Any
 
 import peewee
 
+from ._cache import LRUCache
+from ._compat import StringField
 from ._drivers import Result
 
 __all__ = ["insert_rows", "model_rows"]
@@ -42,15 +44,16 @@ _PASS_THROUGH: dict[Any, type] = {
     _pw.IntegerField.adapt: int,
     _pw.FloatField.adapt: float,
     _pw.BooleanField.adapt: bool,
-    _pw._StringField.adapt: str,
+    StringField.adapt: str,
 }
 # A query object may carry its own cursor wrapper (sharding's fan-out does): Peewee's then.
 _OWN_WRAPPERS = frozenset(("_get_cursor_wrapper", "_get_model_cursor_wrapper"))
+# Row builders are generated code: bounded like the compiled statements (_cache).
 _MAX_PLANS = 512
 # "No plan can be made for this shape": cached too, so the check runs once per shape.
 _INELIGIBLE = object()
 
-_plans: dict[tuple[Any, ...], Any] = {}
+_plans: LRUCache[tuple[Any, ...], Any] = LRUCache(_MAX_PLANS)
 
 
 class _Description:
@@ -82,9 +85,7 @@ def model_rows(query: Any, result: Result) -> list[Any] | None:
     plan = _plans.get(key)
     if plan is None:
         plan = _make_plan(query.model, select, result.description)
-        if len(_plans) >= _MAX_PLANS:
-            _plans.clear()
-        _plans[key] = plan
+        _plans.put(key, plan)
     if plan is _INELIGIBLE:
         return None
     build = plan[1]
@@ -120,9 +121,7 @@ def insert_rows(query: Any, result: Result) -> list[Any] | None:
         wrapper = _pw.ModelTupleCursorWrapper(_Description(result.description), query.model, returning)
         wrapper.initialize()
         converters = (returning, wrapper.converters)  # keeps the nodes behind the ids alive
-        if len(_plans) >= _MAX_PLANS:
-            _plans.clear()
-        _plans[key] = converters
+        _plans.put(key, converters)
     convert = converters[1]
     return [tuple([v if c is None else c(v) for c, v in zip(convert, row, strict=True)]) for row in rows]
 

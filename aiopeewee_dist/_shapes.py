@@ -25,6 +25,7 @@ from typing import Any
 
 import peewee
 
+from ._cache import LRUCache
 from ._query import compile_query
 from ._templates import Template, fingerprint, new_marker, still_current
 
@@ -79,7 +80,6 @@ _SELECT_ATTRS = frozenset(
 )
 _UPDATE_UNSET = ("_returning", "_order_by", "_limit", "_offset", "_cte_list", "_from")
 _UPDATE_ATTRS = frozenset((*_NEUTRAL, *_UPDATE_UNSET, "table", "_return_cursor", "_where", "_update"))
-_MAX_TEMPLATES = 1024
 
 
 class _NoShape(Exception):
@@ -257,7 +257,7 @@ def shape_of(query: Any) -> Shape | None:
     return Shape(walk.model, tuple(walk.key), walk.values, walk.refs)
 
 
-def statement_for(cache: dict[Any, Template], database: Any, query: Any, shape: Shape) -> Template | None:
+def statement_for(cache: LRUCache[Any, Template], database: Any, query: Any, shape: Shape) -> Template | None:
     """The node's compiled statement for ``shape`` (``query`` is one query of that shape)."""
     template = cache.get(shape.key)
     if template is not None and still_current(template.fingerprint, shape.model):
@@ -273,7 +273,5 @@ def statement_for(cache: dict[Any, Template], database: Any, query: Any, shape: 
             return None
         positions.append(found[0])
     template = Template(clone, sql, params, positions, tuple(walk.refs), current)
-    if len(cache) >= _MAX_TEMPLATES:
-        cache.clear()
-    cache[shape.key] = template
+    cache.put(shape.key, template)
     return template

@@ -33,6 +33,7 @@ import peewee
 from ._errors import (
     ConfigurationError,
     CrossShardError,
+    NodeUnavailable,
     PoolError,
     RoutingError,
     ShardError,
@@ -546,7 +547,7 @@ class ShardedManager:
         for name in ordered:
             try:
                 return await run(self._managers[name])
-            except PoolError as exc:  # unreachable, exhausted or closed: try the next copy
+            except (NodeUnavailable, PoolError) as exc:  # unreachable, exhausted or closed: try the next copy
                 failures[name] = exc
         first = ordered[0]
         raise ShardError(first, failures[first], failures) from failures[first]

@@ -8,40 +8,51 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import peewee
 
-from ._guard import guard_model
+from ._compat import (
+    aggregates,
+    model_pk,
+    model_pk_expr,
+    populate_unsaved_relations,
+    prune_fields,
+    set_limit,
+    set_model_pk,
+)
 from ._query import first_page
 from ._transaction import Transaction
 
 if TYPE_CHECKING:
     from ._node import NodeRef
-    from ._router import Router
 
-__all__ = ["ModelShortcuts"]
+__all__ = ["ModelShortcuts", "QueryRunner"]
 
 M = TypeVar("M", bound=peewee.Model)
 # peewee's type stubs leave out the model and schema internals used below.
 _pw: Any = peewee
 
 
-class ModelShortcuts:
-    """Awaitable versions of Peewee's ``Model`` and query shortcuts."""
+class QueryRunner(Protocol):
+    """What the shortcuts build on: the class they are mixed into (``Manager``) provides it."""
 
-    router: Router
+    async def execute(self, query: Any, *, node: NodeRef = None) -> Any: ...
 
-    async def execute(self, query: Any, *, node: NodeRef = None) -> Any:
-        raise NotImplementedError
-
-    def primary(self) -> AbstractContextManager[None]:
-        raise NotImplementedError
+    def primary(self) -> AbstractContextManager[None]: ...
 
     def transaction(
         self, *, node: NodeRef = None, isolation: str | None = None, read_only: bool = False
-    ) -> Transaction:
-        raise NotImplementedError
+    ) -> Transaction: ...
+
+    @property
+    def database(self) -> peewee.Database:
+        """The database object that compiles SQL for the primary's dialect."""
+        ...
+
+
+class ModelShortcuts(QueryRunner):
+    """Awaitable versions of Peewee's ``Model`` and query shortcuts."""
 
     async def scalar(self, query: Any, *, as_tuple: bool = False, node: NodeRef = None) -> Any:
         """The first column of the first row (the whole row with ``as_tuple``), or None."""
@@ -54,23 +65,15 @@ class ModelShortcuts:
         """``SELECT COUNT(*)`` over the query, as Peewee's ``query.count()``."""
         clone = query.order_by().alias("_wrapped")
         if clear_limit:
-            clone._limit = clone._offset = None
-        simple = (
-            clone._having is None
-            and clone._group_by is None
-            and clone._windows is None
-            and clone._distinct is None
-            and clone._simple_distinct is not True
-        )
-        if simple:
+            set_limit(clone, None, None)
+        if not aggregates(clone):
             clone = clone.select(_pw.SQL("1"))
         wrapped = _pw.Select([clone], [_pw.fn.COUNT(_pw.SQL("1"))])
         return int(await self.scalar(wrapped, node=node) or 0)
 
     async def exists(self, query: Any, *, node: NodeRef = None) -> bool:
         clone = query.columns(_pw.SQL("1"))
-        clone._limit = 1
-        clone._offset = None
+        set_limit(clone, 1, None)
         return bool(await self.scalar(clone, node=node))
 
     async def get(self, source: type[M] | Any, *query: Any, node: NodeRef = None, **filters: Any) -> Any:
@@ -84,7 +87,7 @@ class ModelShortcuts:
         if rows:
             return rows[0]
         select, model = self._select_for(source, query, filters)
-        sql, params = self.router.primary.database.get_sql_context().sql(first_page(select)).query()
+        sql, params = self.database.get_sql_context().sql(first_page(select)).query()
         raise model.DoesNotExist(
             f"{model} instance matching query does not exist:\nSQL: {sql}\nParams: {params}"
         )
@@ -164,17 +167,17 @@ class ModelShortcuts:
         meta = obj._meta
         field_dict = obj.__data__.copy()
         if meta.primary_key is not False:
-            pk_field, pk_value = meta.primary_key, obj._pk
+            pk_field, pk_value = meta.primary_key, model_pk(obj)
         else:
             pk_field = pk_value = None
         if only is not None:
-            field_dict = obj._prune_fields(field_dict, only)
+            field_dict = prune_fields(obj, field_dict, only)
         elif meta.only_save_dirty and not force_insert:
-            field_dict = obj._prune_fields(field_dict, obj.dirty_fields)
+            field_dict = prune_fields(obj, field_dict, obj.dirty_fields)
             if not field_dict:
                 obj._dirty.clear()
                 return False
-        obj._populate_unsaved_relations(field_dict)
+        populate_unsaved_relations(obj, field_dict)
         rows = 1
         if meta.auto_increment and pk_value is None:
             field_dict.pop(pk_field.name, None)
@@ -183,11 +186,11 @@ class ModelShortcuts:
                 field_dict.pop(name, None)
             if not field_dict:
                 raise ValueError("no data to save!")
-            rows = await self.execute(type(obj).update(**field_dict).where(obj._pk_expr()))
+            rows = await self.execute(type(obj).update(**field_dict).where(model_pk_expr(obj)))
         elif pk_field is not None:
             pk = await self._insert(type(obj), field_dict)
             if pk is not None and (meta.auto_increment or pk_value is None):
-                obj._pk = pk
+                set_model_pk(obj, pk)
                 obj._dirty.discard(pk_field.name)
         else:
             await self._insert(type(obj), field_dict)
@@ -205,7 +208,7 @@ class ModelShortcuts:
                     await self.execute(fk.model.update(**{fk.name: None}).where(query))
                 else:
                     await self.execute(fk.model.delete().where(query))
-        return int(await self.execute(type(obj).delete().where(obj._pk_expr())))
+        return int(await self.execute(type(obj).delete().where(model_pk_expr(obj))))
 
     async def insert_many(self, model: type[peewee.Model], rows: Iterable[Any], fields: Any = None) -> Any:
         """``INSERT`` many rows in one statement; returns what Peewee's ``insert_many`` does."""
@@ -221,7 +224,7 @@ class ModelShortcuts:
             field_names.remove(meta.primary_key.name)
         fields = [meta.fields[name] for name in field_names]
         attrs = [f.object_id_name if isinstance(f, _pw.ForeignKeyField) else f.name for f in fields]
-        returns_keys = self.router.primary.database.returning_clause and meta.primary_key is not False
+        returns_keys = self.database.returning_clause and meta.primary_key is not False
         pk_fields = meta.get_primary_keys() if returns_keys else None
         step = batch_size or max(len(instances), 1)
         for start in range(0, len(instances), step):
@@ -286,36 +289,3 @@ class ModelShortcuts:
         raise AttributeError(
             f"{type(obj).__name__} has no relation {name!r} (its relations: {', '.join(relations) or 'none'})"
         )
-
-    # -- schema ------------------------------------------------------------------------
-
-    async def create_tables(self, models: Sequence[type[peewee.Model]], *, safe: bool = True) -> None:
-        """``CREATE TABLE`` (with indexes and sequences) for each model, on the primary."""
-        node = self.router.route(write=True)
-        database = node.database
-        for model in models:
-            guard_model(model)
-        for model in _pw.sort_models(models):
-            schema = _pw.SchemaManager(model, database=database)
-            # No "IF NOT EXISTS" for indexes in this dialect: skip tables already there.
-            if (
-                safe
-                and not database.safe_create_index
-                and model._meta.table_name in await database.aio_get_tables(schema=model._meta.schema)
-            ):
-                continue
-            if database.sequences:
-                for field in model._meta.sorted_fields:
-                    if field.sequence:
-                        create = schema._create_context().literal("CREATE SEQUENCE IF NOT EXISTS ")
-                        await node.execute(create.sql(schema._sequence_for_field(field)))
-            await node.execute(schema._create_table(safe=safe))
-            for index in schema._create_indexes(safe=safe):
-                await node.execute(index)
-
-    async def drop_tables(self, models: Sequence[type[peewee.Model]], *, safe: bool = True) -> None:
-        """``DROP TABLE`` for each model (dependents first), on the primary."""
-        node = self.router.route(write=True)
-        for model in reversed(_pw.sort_models(models)):
-            schema = _pw.SchemaManager(model, database=node.database)
-            await node.execute(schema._drop_table(safe=safe))

@@ -8,8 +8,11 @@ Parameters are replaced by their count unless the manager was built with
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
+
+from ._drivers import Result
 
 __all__ = ["SQL_LOGGER", "log_statement"]
 
@@ -30,14 +33,21 @@ def log_statement(
     node: str,
     sql: str,
     params: Sequence[Any],
-    elapsed: float,
-    *,
-    rows: int | None,
-    error: BaseException | None = None,
-    log_params: bool = False,
+    start: float,
+    result: Result | None,
+    error: BaseException | None,
+    log_params: bool,
 ) -> None:
-    """Log one statement (call only when ``SQL_LOGGER.isEnabledFor(logging.DEBUG)``)."""
-    outcome = f"error {type(error).__name__}" if error is not None else f"rows={rows}"
+    """Log one statement begun at ``start`` (``time.perf_counter()``) that gave ``result`` or
+    raised ``error``. Call only when ``SQL_LOGGER.isEnabledFor(logging.DEBUG)``."""
+    elapsed = time.perf_counter() - start
+    if error is not None:
+        outcome = f"error {type(error).__name__}"
+    else:
+        rows = (
+            -1 if result is None else len(result.rows) if result.description is not None else result.rowcount
+        )
+        outcome = f"rows={rows}"
     SQL_LOGGER.debug(
         "node=%s %.3fms %s: %s params=%s",
         node,

@@ -33,6 +33,7 @@ from typing import Any
 
 import peewee
 
+from ._cache import LRUCache
 from ._query import compile_query, first_page
 
 __all__ = [
@@ -59,7 +60,6 @@ _NODE = _pw.Node
 _FIELD = _pw.Field
 _MULTI = _pw.multi_types
 _is_model = _pw.is_model
-_MAX_TEMPLATES = 1024
 
 SelectFor = Callable[[Any, tuple[Any, ...], dict[str, Any]], tuple[Any, Any]]
 
@@ -257,7 +257,7 @@ def new_marker() -> Any:
     return _Marker()
 
 
-def template_for(cache: dict[Any, Template], database: Any, lookup: Lookup) -> Template | None:
+def template_for(cache: LRUCache[Any, Template], database: Any, lookup: Lookup) -> Template | None:
     """The node's template for ``lookup`` (made on first use), or None if the shape has none."""
     template = cache.get(lookup.key)
     if template is not None and still_current(template.fingerprint, lookup.model):
@@ -266,9 +266,7 @@ def template_for(cache: dict[Any, Template], database: Any, lookup: Lookup) -> T
     template = _compile(database, lookup, fingerprint_now)
     if template is None:
         return None
-    if len(cache) >= _MAX_TEMPLATES:
-        cache.clear()
-    cache[lookup.key] = template
+    cache.put(lookup.key, template)
     return template
 
 

@@ -42,6 +42,8 @@ class Transaction:
     is closed rather than returned.
 
     Tasks spawned inside the block do not join it (see :mod:`aiopeewee_dist._context`).
+    The connection is pinned by ``Node.pin`` and the transaction opened and ended by
+    ``Node.begin`` / ``Node.end``; this class only keeps the block's nesting.
     """
 
     def __init__(
@@ -65,15 +67,14 @@ class Transaction:
         self.read_only = read_only
         self.node: Node | None = None
         self._binding: _context.Binding | None = None
-        self._bind_token: Token[Any] | None = None
+        self._pin: _context.Pin | None = None
         self._tx_token: Token[Any] | None = None
         self._savepoint: str | None = None
 
     def _resolve(self, read_only: bool) -> Node:
-        from ._node import Node
-
         target = self._node_or_resolver
-        return target if isinstance(target, Node) else target(read_only)
+        # A Node is not callable; a resolver is.
+        return target(read_only) if callable(target) else target
 
     async def __aenter__(self) -> Transaction:
         if self._binding is not None:
@@ -88,24 +89,14 @@ class Transaction:
             self._savepoint = f"aiopd_sp_{next(_savepoint_ids)}"
             await node.run_sql(f"SAVEPOINT {self._savepoint}", write=False)
         else:
-            begin = node.driver.begin_statements(isolation=self.isolation, read_only=self.read_only)
-            if binding is None:
-                pool = node._pool_for(write=not self.read_only)
-                pc = await pool.acquire()
-                binding = _context.Binding(node, pool, pc, read_only=self.read_only)
-                self._bind_token = _context.bind(binding)
-                if node.driver.merges_begin and len(begin) == 1:
-                    # Sent with the block's first statement (Node._run_pinned), one round trip
-                    # less. Only on a connection this block took: one pinned by connection()
-                    # may already be in the caller's hands, who must find the transaction open.
-                    binding.begin = begin[0]
-                    begin = []
+            pin = node.pin(write=not self.read_only, read_only=self.read_only)
+            binding = await pin.__aenter__()
             try:
-                for sql in begin:
-                    await node.run_sql(sql, write=False)
+                await node.begin(binding, isolation=self.isolation, read_only=self.read_only, defer=pin.owned)
             except BaseException:
-                self._release(binding)
+                pin.release()
                 raise
+            self._pin = pin
             binding.read_only = binding.read_only or self.read_only
         binding.depth += 1
         self._binding = binding
@@ -140,28 +131,18 @@ class Transaction:
                 if exc_type is not None:
                     await node.run_sql(f"ROLLBACK TO SAVEPOINT {self._savepoint}", write=False)
                 await node.run_sql(f"RELEASE SAVEPOINT {self._savepoint}", write=False)
-            elif binding.begin is not None:
-                # No statement ran, so the BEGIN was never sent: no transaction to end.
-                binding.begin = None
-                if exc_type is None and self._on_commit is not None and not self.read_only:
-                    await self._on_commit(node)
             elif exc_type is not None:
-                await node.run_sql("ROLLBACK", write=False)
+                await node.end(binding, commit=False)
             else:
-                await node.run_sql("COMMIT", write=False)
+                await node.end(binding, commit=True)
                 if self._on_commit is not None and not self.read_only:
                     # Still pinned: read-your-writes can read the position on this session.
                     await self._on_commit(node)
         finally:
             self._binding = None
-            if self._savepoint is None:
-                self._release(binding)
-
-    def _release(self, binding: _context.Binding) -> None:
-        if self._bind_token is not None:
-            _context.unbind(self._bind_token)
-            self._bind_token = None
-            binding.pool.release(binding.pc, broken=binding.broken)
+            pin, self._pin = self._pin, None
+            if pin is not None:
+                pin.release()
 
     def __call__(self, func: F) -> F:
         """Run each call of ``func`` in its own transaction with these settings."""

@@ -19,6 +19,7 @@ from ._errors import NodeRejected, NodeUnavailable
 from ._replication import status_sql
 
 if TYPE_CHECKING:
+    from ._health import HealthMonitor
     from ._node import Node
 
 __all__ = ["connect_error", "open_nodes", "rejection", "verify_nodes"]
@@ -85,26 +86,24 @@ def connect_error(where: str, reason: str, exc: BaseException) -> NodeUnavailabl
 
 
 async def open_nodes(
-    primary: Node,
-    replicas: Sequence[Node],
-    verify: bool,
-    timeout: float,
-    record_failure: Callable[..., None],
+    primary: Node, replicas: Sequence[Node], monitor: HealthMonitor, *, verify: bool
 ) -> None:
     """What ``Manager.connect()`` does: open the pools (``min_size`` connections; a replica
-    that fails only warns), then (``verify``) check the nodes with :func:`verify_nodes`.
-    ``record_failure(node, exc, eject_now=True)`` takes a replica that failed out of rotation."""
+    that fails only warns and leaves the rotation), then (``verify``) check the nodes with
+    :func:`verify_nodes`, allowing a connect and a health check's time."""
+
+    def eject(node: Node, exc: Exception) -> None:
+        monitor.record_failure(node, exc, eject_now=True)
+
     await primary.open()
     for node in replicas:
         try:
             await node.open()
         except NodeUnavailable as exc:
             logger.warning("replica %s is not reachable at startup: %s", node.name, exc)
-            record_failure(node, exc, eject_now=True)
+            eject(node, exc)
     if verify:
-        await verify_nodes(
-            primary, replicas, timeout, lambda node, exc: record_failure(node, exc, eject_now=True)
-        )
+        await verify_nodes(primary, replicas, primary.options.connect_timeout + monitor.timeout, eject)
 
 
 async def verify_nodes(

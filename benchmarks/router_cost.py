@@ -54,10 +54,10 @@ async def route_costs(n: int) -> dict[str, float]:
         health_check_interval=None,
     )
     return {
-        "route_write_primary_only_us": per_call_us(lambda: single.router.route(write=True), n),
-        "route_read_primary_only_us": per_call_us(lambda: single.router.route(write=False), n),
-        "route_read_2_replicas_us": per_call_us(lambda: replicated.router.route(write=False), n),
-        "route_write_2_replicas_us": per_call_us(lambda: replicated.router.route(write=True), n),
+        "route_write_primary_only_us": per_call_us(lambda: single._router.route(write=True), n),
+        "route_read_primary_only_us": per_call_us(lambda: single._router.route(write=False), n),
+        "route_read_2_replicas_us": per_call_us(lambda: replicated._router.route(write=False), n),
+        "route_write_2_replicas_us": per_call_us(lambda: replicated._router.route(write=True), n),
     }
 
 

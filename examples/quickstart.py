@@ -90,7 +90,7 @@ async def main(db_file: Path) -> None:
                 print(f"iterate: #{book.id} {book.title}")
         print(f"streamed {count} books")
 
-        stats = manager.get_stats()
+        stats = manager.stats()
         print(f"queries run on node 'primary': {stats['primary']['queries']}")
     print("manager closed")
 

@@ -206,7 +206,7 @@ async def test_password_absent_from_logs_and_errors(
         await asyncio.sleep(0.1)  # let the server close the session (only the logs depend on it)
         assert await manager.raw_sql("SELECT 1", node="primary") == [(1,)]
         await asyncio.sleep(0.3)  # a round or two of the health monitor, logging at DEBUG
-        texts.append(repr(manager.get_stats()))
+        texts.append(repr(manager.stats()))
     finally:
         await manager.close()
 
@@ -322,7 +322,7 @@ async def test_connect_failing_across_expire_connections_gives_its_slot_back(sil
         node.expire_connections()
         with pytest.raises(peewee.OperationalError, match="cannot connect"):
             await query
-        stats = manager.get_stats()["primary"]
+        stats = manager.stats()["primary"]
         assert (stats["size"], stats["acquired"]) == (0, 0), stats
     finally:
         await manager.close()
@@ -340,7 +340,7 @@ async def test_silent_server_fails_after_connect_timeout(backend: str, silent_po
         elapsed = time.monotonic() - start
         assert 0.9 <= elapsed < 2.0, elapsed
         assert_no_secret(str(excinfo.value))
-        assert manager.get_stats()["primary"]["acquired"] == 0
+        assert manager.stats()["primary"]["acquired"] == 0
         # The connect cut short left nothing open for the garbage collector to find.
         del excinfo  # its traceback keeps the driver's frames, and their objects, alive
         with warnings.catch_warnings(record=True) as caught:

@@ -49,11 +49,11 @@ def test_sticky_seconds_caps_how_long_the_primary_serves() -> None:
 
 def test_fresh_is_the_default_and_sticky_is_deprecated() -> None:
     manager = Manager("sqlite:///:memory:")
-    assert manager.consistency_policy.mode == "fresh"
-    assert manager.consistency_policy.sticky_seconds is None
+    assert manager.read_your_writes == "fresh"
+    assert manager.sticky_seconds is None
     assert ScopeOptions().max_age_for(manager) == 3600
     capped = Manager("sqlite:///:memory:", sticky_seconds=30.0)
     assert ScopeOptions().max_age_for(capped) == 30
     with pytest.warns(DeprecationWarning, match="sticky"):
         sticky = Manager("sqlite:///:memory:", read_your_writes="sticky")
-    assert sticky.consistency_policy.sticky_seconds == 2.0
+    assert sticky.sticky_seconds == 2.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import peewee
 import pytest
@@ -60,3 +61,49 @@ def test_pool_error_is_a_peewee_operational_error() -> None:
 def test_configuration_and_loop_errors_keep_their_builtin_bases() -> None:
     assert issubclass(aiopeewee_dist.ConfigurationError, ValueError)
     assert issubclass(aiopeewee_dist.EventLoopError, RuntimeError)
+
+
+def test_internals_are_not_exported() -> None:
+    assert {"Node", "DatabaseURL", "parse_url"}.isdisjoint(EXPORTED)
+    assert "Node" not in vars(aiopeewee_dist)
+
+
+@pytest.mark.parametrize("name", ["Node", "DatabaseURL", "parse_url"])
+def test_names_that_left_the_api_warn_for_one_release(name: str) -> None:
+    with pytest.warns(DeprecationWarning, match=f"aiopeewee_dist.{name} is no longer public"):
+        value = getattr(aiopeewee_dist, name)
+    assert value.__name__ == name
+    with pytest.raises(AttributeError):
+        aiopeewee_dist.NoSuchName  # noqa: B018
+
+
+def test_node_unavailable_is_not_a_pool_error() -> None:
+    assert not issubclass(aiopeewee_dist.NodeUnavailable, aiopeewee_dist.PoolError)
+    for error in (aiopeewee_dist.NodeUnavailable, aiopeewee_dist.QueryTimeout, aiopeewee_dist.PoolClosed):
+        assert issubclass(error, peewee.OperationalError)
+
+
+def test_managers_keep_their_internals_private(tmp_path: Path) -> None:
+    manager = aiopeewee_dist.Manager(f"sqlite:///{tmp_path / 'p.db'}")
+    for name in ("router", "monitor", "consistency_policy"):
+        assert not hasattr(manager, name)
+    assert manager.read_your_writes == "fresh"
+    assert manager.sticky_seconds is None
+
+
+def test_both_managers_satisfy_the_protocol(tmp_path: Path) -> None:
+    manager = aiopeewee_dist.Manager(f"sqlite:///{tmp_path / 'p.db'}")
+    sharded = aiopeewee_dist.ShardedManager({"a": f"sqlite:///{tmp_path / 'a.db'}"})
+    assert isinstance(manager, aiopeewee_dist.ManagerProtocol)
+    assert isinstance(sharded, aiopeewee_dist.ManagerProtocol)
+    assert not isinstance(object(), aiopeewee_dist.ManagerProtocol)
+
+
+async def test_get_stats_and_promote_are_deprecated(tmp_path: Path) -> None:
+    async with aiopeewee_dist.Manager(f"sqlite:///{tmp_path / 'p.db'}") as manager:
+        with pytest.warns(DeprecationWarning, match=r"get_stats\(\) is deprecated.*Manager.stats\(\)"):
+            stats = manager.get_stats()
+        assert stats.keys() == manager.stats().keys()
+        with pytest.warns(DeprecationWarning, match=r"promote\(\) is deprecated.*replace_primary"):
+            node = await manager.promote("primary")
+        assert node is manager.primary_node

@@ -206,7 +206,7 @@ async def test_get_through_templates_equals_the_ordinary_path(m: Manager) -> Non
         == state(ada)
         == state(await m.get_or_none(Author, id=ada.id))
     )
-    assert all(node._templates for node in m.nodes if node.role == "replica") or len(m.nodes) == 1
+    assert all(len(node._compiled) for node in m.nodes if node.role == "replica") or len(m.nodes) == 1
 
 
 async def test_templates_follow_a_table_rename(m: Manager, topology: Topology) -> None:
@@ -412,7 +412,7 @@ async def test_shapes_compile_to_peewees_sql_on_every_node(m: Manager) -> None:
         shape = shape_of(query)
         assert shape is not None, query
         for node in m.nodes:
-            template = statement_for(node._statements, node.database, query, shape)
+            template = statement_for(node._compiled, node.database, query, shape)
             assert template is not None
             _, sql, params = compile_query(query, node.database)
             assert (template.sql, template.bind(shape.values)) == (sql, params)

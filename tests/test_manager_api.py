@@ -550,7 +550,7 @@ async def test_models_unbound_or_bound_to_another_database(
 
 async def test_get_stats_reports_every_node_and_the_router(manager: Manager, topology: Topology) -> None:
     assert await manager.raw_sql("SELECT 1") == [(1,)]
-    stats = manager.get_stats()
+    stats = manager.stats()
     expected_nodes = {"primary", *(f"replica-{i}" for i in range(1, len(topology.replicas) + 1))}
     assert set(stats) == expected_nodes | {"router"}
     for name in expected_nodes:

@@ -140,7 +140,7 @@ async def test_pool_timeout_on_exhaustion(topology: Topology) -> None:
         assert isinstance(excinfo.value, peewee.OperationalError)
         assert "'primary" in str(excinfo.value)  # names the node ('primary' / 'primary/readers')
         assert "max_size=2" in str(excinfo.value)
-        assert manager.get_stats()["primary"]["timeouts"] == 1  # SQLite: writer + reader pools
+        assert manager.stats()["primary"]["timeouts"] == 1  # SQLite: writer + reader pools
         # Once a connection comes back, acquiring works again.
         release.set()
         await asyncio.gather(*tasks)
@@ -155,7 +155,7 @@ async def test_stats_keys_and_values(topology: Topology) -> None:
     manager = topology.manager(max_size=2, acquire_timeout=5.0, **QUIET)
     cleanup: list[tuple[list[Any], asyncio.Event]] = []
     try:
-        stats = manager.get_stats()["primary"]
+        stats = manager.stats()["primary"]
         assert {"size", "available", "waiting", "acquired", "queries", "errors"} <= set(stats)
         assert all(isinstance(stats[k], int) for k in ("size", "available", "waiting", "acquired"))
         assert (stats["size"], stats["available"], stats["acquired"], stats["waiting"]) == (0, 0, 0, 0)
@@ -165,14 +165,14 @@ async def test_stats_keys_and_values(topology: Topology) -> None:
             assert await manager.raw_sql("SELECT 1", node="primary") == [(1,)]
         with pytest.raises(peewee.DatabaseError):
             await manager.raw_sql("SELECT * FROM no_such_table_aiopd", node="primary")
-        stats = manager.get_stats()["primary"]
+        stats = manager.stats()["primary"]
         assert (stats["queries"], stats["errors"]) == (4, 1)
         # Sequential queries reuse one connection, which is back in the pool.
         assert (stats["size"], stats["available"], stats["acquired"], stats["waiting"]) == (1, 1, 0, 0)
 
         tasks, release, _ = await hold(manager, topology, 2)
         cleanup.append((tasks, release))
-        stats = manager.get_stats()["primary"]
+        stats = manager.stats()["primary"]
         assert (stats["size"], stats["available"], stats["acquired"], stats["waiting"]) == (2, 0, 2, 0)
 
         waiter_got = asyncio.Event()
@@ -185,17 +185,17 @@ async def test_stats_keys_and_values(topology: Topology) -> None:
         tasks.append(waiting_task)
 
         async def one_waiting() -> bool:
-            return manager.get_stats()["primary"]["waiting"] == 1
+            return manager.stats()["primary"]["waiting"] == 1
 
         await until(one_waiting, BOUND, "one waiter blocked")
-        stats = manager.get_stats()["primary"]
+        stats = manager.stats()["primary"]
         assert (stats["size"], stats["acquired"], stats["waiting"]) == (2, 2, 1)
         assert not waiter_got.is_set()
 
         release.set()
         await asyncio.gather(*tasks)
         assert waiter_got.is_set()
-        stats = manager.get_stats()["primary"]
+        stats = manager.stats()["primary"]
         assert (stats["size"], stats["available"], stats["acquired"], stats["waiting"]) == (2, 2, 0, 0)
     finally:
         for tasks, release in cleanup:
@@ -216,7 +216,7 @@ async def test_max_size_respected_under_concurrency(topology: Topology) -> None:
 
     async def sample_pools() -> None:
         while not done.is_set():
-            stats = manager.get_stats()
+            stats = manager.stats()
             for name in node_names:
                 peak_pool[name] = max(peak_pool[name], stats[name]["size"])
             await asyncio.sleep(0.002)
@@ -245,7 +245,7 @@ async def test_max_size_respected_under_concurrency(topology: Topology) -> None:
         await asyncio.gather(*samplers)
         assert len(results) == 50 * len(node_names)
 
-        stats = manager.get_stats()
+        stats = manager.stats()
         for name in node_names:
             assert 0 < peak_pool[name] <= stats[name]["max_size"], (name, peak_pool)
             assert stats[name]["size"] <= stats[name]["max_size"]
@@ -305,7 +305,7 @@ async def test_pre_ping_replaces_a_connection_killed_server_side(cluster_topolog
         # The next query succeeds transparently on a fresh connection.
         second = (await manager.raw_sql(pid_sql(topology), node="primary"))[0][0]
         assert second != first
-        stats = manager.get_stats()["primary"]
+        stats = manager.stats()["primary"]
         if topology.backend == "aiopg":
             # aiopg watches the socket: it usually marks the connection closed as soon as the
             # server's goodbye arrives, and the pool then drops it at checkout without a ping.
@@ -342,7 +342,7 @@ async def test_max_lifetime_replaces_old_connections(topology: Topology) -> None
                 return await alive_sessions(topology, topology.primary, {session1}) == 0
 
             await until(old_closed, BOUND, "the expired connection is closed on the server")
-        assert manager.get_stats()["primary"].get("connections_closed", 0) >= 1
+        assert manager.stats()["primary"].get("connections_closed", 0) >= 1
     finally:
         await manager.close()
 
@@ -370,7 +370,7 @@ async def test_expire_connections_on_a_node(topology: Topology) -> None:
                 return await alive_sessions(topology, topology.primary, {session1, session2}) == 0
 
             await until(both_closed, BOUND, "expired connections are closed on the server")
-        assert manager.get_stats()["primary"]["size"] == 1
+        assert manager.stats()["primary"]["size"] == 1
     finally:
         await manager.close()
 
@@ -392,7 +392,7 @@ async def test_query_after_close_raises_pool_closed(topology: Topology) -> None:
     with pytest.raises(PoolClosed):
         async with manager.transaction():
             pass
-    for name, stats in manager.get_stats().items():
+    for name, stats in manager.stats().items():
         if name in {n.name for n in manager.nodes}:
             assert stats["size"] == 0, (name, stats)
     if topology.kind == "pg":
@@ -410,7 +410,7 @@ async def test_async_with_opens_min_size_connections(topology: Topology) -> None
     async with manager as entered:
         assert entered is manager
         for node in manager.nodes:
-            stats = manager.get_stats()[node.name]
+            stats = manager.stats()[node.name]
             # SQLite: its single writer connection plus min_size readers.
             expected = 3 if topology.kind == "sqlite" else 2
             assert (stats["size"], stats["available"], stats["queries"]) == (expected, expected, 0), stats
@@ -418,7 +418,7 @@ async def test_async_with_opens_min_size_connections(topology: Topology) -> None
             for url in server_urls(topology).values():
                 assert await pg_app_count(url, app) == 2
     for node in manager.nodes:
-        assert manager.get_stats()[node.name]["size"] == 0
+        assert manager.stats()[node.name]["size"] == 0
     if topology.kind == "pg":
         for url in server_urls(topology).values():
 
@@ -452,7 +452,7 @@ def test_manager_reused_across_event_loops(topology: Topology) -> None:
         assert await manager.raw_sql("SELECT 1") == [(1,)]  # routed read
         async with manager.transaction():
             assert await manager.raw_sql("SELECT 2") == [(2,)]
-        opened.append(manager.get_stats()["primary"]["connections_opened"])
+        opened.append(manager.stats()["primary"]["connections_opened"])
 
     async def server_counts() -> dict[str, int]:
         if topology.kind == "pg":
@@ -524,7 +524,7 @@ def test_sqlite_memory_database_survives_queries_and_loop_changes() -> None:
             "loop3",
             "loop4",
         }
-        stats = manager.get_stats()["primary"]
+        stats = manager.stats()["primary"]
         assert stats["connections_opened"] == 1 and stats["size"] == 1, stats
         await manager.close()
 
@@ -539,7 +539,7 @@ def test_sqlite_memory_database_survives_queries_and_loop_changes() -> None:
 def test_loop_shutdown_is_not_blocked_by_the_health_monitor(cluster_topology: Topology) -> None:
     """``asyncio.run()`` ends by cancelling the tasks left running, the health monitor among them,
     once, and then waits for them: a monitor that lost that cancellation hung the run forever."""
-    manager = cluster_topology.manager(health_check_interval=0.001)
+    manager = cluster_topology.manager(health_check_interval=0.01)
     errors: list[BaseException] = []
 
     async def session(delay: float) -> None:
@@ -575,7 +575,7 @@ async def test_query_timeout_discards_the_connection_and_the_manager_goes_on(top
             await manager.raw_sql(SLEEP_SQL[topology.kind], node="primary")
         assert 0.25 <= time.monotonic() - start <= 1.5
         assert isinstance(excinfo.value, peewee.OperationalError)
-        stats = manager.get_stats()["primary"]
+        stats = manager.stats()["primary"]
         assert stats["acquired"] == 0 and stats["errors"] == 1
         # Inside a transaction the block fails and its connection is not reused half-way.
         with pytest.raises(QueryTimeout):
@@ -590,10 +590,10 @@ async def test_query_timeout_discards_the_connection_and_the_manager_goes_on(top
 async def until_closed(manager: Manager) -> None:
     """Both timed-out connections were closed, not returned to the pool."""
     for _ in range(100):
-        if manager.get_stats()["primary"]["connections_closed"] >= 2:
+        if manager.stats()["primary"]["connections_closed"] >= 2:
             return
         await asyncio.sleep(0.01)
-    pytest.fail(f"timed-out connections were not closed: {manager.get_stats()['primary']}")
+    pytest.fail(f"timed-out connections were not closed: {manager.stats()['primary']}")
 
 
 async def test_bounded_acquire_gives_back_a_connection_arriving_as_the_caller_is_cancelled(
@@ -640,5 +640,21 @@ async def test_a_connect_cut_short_while_making_the_session_read_only_closes_it(
         with pytest.raises(peewee.OperationalError, match="cannot connect"):
             await node.run_sql("SELECT 1", write=False)
         assert made and all(node.driver.is_closed(conn) for conn in made)
+    finally:
+        await manager.close()
+
+
+async def test_sqlite_memory_database_outlives_max_lifetime() -> None:
+    from conftest import Author
+
+    # Every connection of a file or server node is replaced after max_lifetime; the one
+    # connection of :memory: is the database itself and is kept however short the lifetime.
+    manager = Manager("sqlite:///:memory:", max_lifetime=0.01, max_idle=0.01)
+    try:
+        await manager.create_tables([Author])
+        await manager.create(Author, name="kept")
+        await asyncio.sleep(0.05)  # outlive max_lifetime and max_idle (not a replication wait)
+        assert await manager.count(Author.select()) == 1
+        assert manager.stats()["primary"]["connections_closed"] == 0
     finally:
         await manager.close()

@@ -75,7 +75,7 @@ async def test_a_raw_write_counts_for_read_your_writes(topology: Topology) -> No
 def test_sqlite_translation_matches_the_drivers_pyformat(text: str) -> None:
     """``%s`` -> ``?`` and ``%%`` -> ``%`` everywhere, as psycopg and PyMySQL read the text."""
     sql = text + " %s"
-    translated, _ = prepare_raw_sql(sql, "sqlite", has_params=True, multiple_statements=True)
+    translated, _ = prepare_raw_sql(sql, "sqlite", True, True)
     expected = []
     i = 0
     while i < len(sql):

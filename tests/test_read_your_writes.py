@@ -194,7 +194,7 @@ async def run_path(path: str, kind: str, urls: tuple[str, list[str]]) -> dict[st
         wrote, idle_reads = await asyncio.gather(
             on_schedule(writer.read, item_id, start), on_schedule(idle.read, None, start)
         )
-        return {"writer": wrote, "idle": idle_reads, "router": dict(manager.router.counters)}
+        return {"writer": wrote, "idle": idle_reads, "router": dict(manager.stats()["router"])}
     finally:
         for close in reversed(closers):
             await close()

@@ -131,7 +131,7 @@ async def test_lagging_replica_leaves_rotation_and_reads_meet_max_lag(
         replica = manager.node("replica-1")
         await until(lambda: len(acked) > 10, 10, "writes to start")
         await until(
-            lambda: replica not in manager.router.eligible_replicas(), 10, "replica-1 to leave rotation"
+            lambda: replica not in manager._router.eligible_replicas(), 10, "replica-1 to leave rotation"
         )
         await until(lambda: len(acked) > 100, 10, "more writes while it lags")
     finally:

@@ -31,7 +31,8 @@ import pymysql
 import pytest
 from conftest import MODELS, Author, Topology, topology_for
 
-from aiopeewee_dist import ConfigurationError, Manager, Node, ReadOnlyError, RoutingError
+from aiopeewee_dist import ConfigurationError, Manager, ReadOnlyError, RoutingError
+from aiopeewee_dist._node import Node
 
 QUIET: dict[str, Any] = {"read_your_writes": None, "health_check_interval": None}
 DRIVER_ERRORS = (psycopg.Error, psycopg2.Error, pymysql.err.MySQLError)
@@ -560,8 +561,8 @@ async def test_without_replicas_reads_go_to_the_primary(make_manager: Any, topol
     for _ in range(3):
         assert await whoami(m, topology) == primary
         assert await whoami_query(m, topology) == primary
-    assert m.get_stats()["router"]["reads"] == 6
-    assert m.get_stats()["router"].get("replica_fallbacks", 0) == 0
+    assert m.stats()["router"]["reads"] == 6
+    assert m.stats()["router"].get("replica_fallbacks", 0) == 0
 
 
 # -- SQLite: reader connections and the writer -----------------------------------------------------

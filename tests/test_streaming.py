@@ -93,7 +93,7 @@ def make_manager(topology: Topology, app: str | None = None, **options: Any) -> 
 
 
 def acquired(manager: Manager) -> int:
-    stats = manager.get_stats()
+    stats = manager.stats()
     return sum(stats[node.name]["acquired"] for node in manager.nodes)
 
 

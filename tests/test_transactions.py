@@ -92,7 +92,7 @@ async def no_connection_acquired(manager: Manager, node: str | None = None) -> N
     the monitor is on) may hold a connection for a moment."""
 
     def acquired() -> int:
-        stats = manager.get_stats()
+        stats = manager.stats()
         nodes = [node] if node else [n.name for n in manager.nodes]
         return sum(stats[name]["acquired"] for name in nodes)
 
@@ -404,10 +404,10 @@ async def test_statement_count_includes_the_begin(tables: Manager, topology: Top
     if topology.backend != "psycopg":
         pytest.skip("other drivers send the BEGIN statements on their own")
     manager = tables
-    before = manager.get_stats()["primary"]["queries"]
+    before = manager.stats()["primary"]["queries"]
     async with manager.transaction():
         await manager.create(Author, name="counted")
-    assert manager.get_stats()["primary"]["queries"] == before + 3  # BEGIN, INSERT, COMMIT
+    assert manager.stats()["primary"]["queries"] == before + 3  # BEGIN, INSERT, COMMIT
 
 
 async def test_raw_connection_inside_a_transaction_is_in_it(tables: Manager, topology: Topology) -> None:

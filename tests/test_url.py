@@ -172,7 +172,7 @@ def test_value_semantics() -> None:
         ("sqlite:///x.db?cache_size=big", r"cache_size must be an integer"),
         ("sqlite:///x.db?foreign_keys=2", r"foreign_keys must be a boolean"),
         ("postgresql://h/db?max_size=ten", r"option 'max_size' must be an integer, got 'ten'"),
-        ("postgresql://h/db?max_size=0", r"max_size must be >= 1, got 0"),
+        ("postgresql://h/db?max_size=0", r"max_size must be >= 1 and <= 10000, got 0"),
         ("postgresql://h/db?acquire_timeout=0", r"acquire_timeout must be > 0"),
         ("postgresql://h/db?weight=-1", r"weight must be a finite number >= 0"),
         ("postgresql://h/db?name=bad%20name", r"node name must be"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import aiomysql
 import pymysql
 
+from .._compat import aiomysql_detach, aiomysql_quiet_cursor
 from .._url import DatabaseURL, connect_kwargs
 from ._base import Driver, Result
 
@@ -17,13 +17,11 @@ from ._base import Driver, Result
 def _escape(conn: Any, value: Any) -> str:
     """One parameter as SQL text.
 
-    Binary values are escaped here: aiomysql 0.3 sends ``bytes`` through PyMySQL's
-    ``escape_bytes_prefixed``, which PyMySQL 1.2 replaced by a string, so every bytes
-    parameter failed with "TypeError: 'str' object is not callable"; ``bytearray`` (what
-    peewee's BlobField gives for a model not bound to a MySQL database, i.e. always through a
-    Manager) and ``memoryview`` fell back to ``str()``, silently storing "bytearray(b'...')".
-    NaN and the infinities, which MySQL cannot store, fail as DataError like other values a
-    column cannot hold (PyMySQL raises ProgrammingError).
+    Binary values are escaped here: aiomysql 0.3 escapes ``bytes`` with a PyMySQL function
+    that PyMySQL 1.2 no longer has, and turns ``bytearray`` (what peewee's BlobField gives for
+    a model not bound to a MySQL database, i.e. always through a Manager) and ``memoryview``
+    into their ``str()``. NaN and the infinities, which MySQL cannot store, fail as DataError
+    like other values a column cannot hold (PyMySQL raises ProgrammingError).
     """
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"_binary X'{bytes(value).hex()}'"
@@ -33,20 +31,8 @@ def _escape(conn: Any, value: Any) -> str:
     return text
 
 
-class _QuietCursor(aiomysql.Cursor):  # type: ignore[misc]
-    # aiomysql answers every server note (e.g. DROP TABLE IF EXISTS on a missing table)
-    # with an extra SHOW WARNINGS round trip and a Python warning; PyMySQL dropped that.
-    async def _show_warnings(self, conn: Any) -> None:
-        return None
-
-    def _escape_args(self, args: Any, conn: Any) -> Any:
-        if isinstance(args, (tuple, list)):
-            return tuple(_escape(conn, arg) for arg in args)
-        return super()._escape_args(args, conn)
-
-
-class _QuietSSCursor(_QuietCursor, aiomysql.SSCursor):  # type: ignore[misc]
-    pass
+_QuietCursor = aiomysql_quiet_cursor(aiomysql.Cursor, _escape)
+_QuietSSCursor = aiomysql_quiet_cursor(aiomysql.SSCursor, _escape)
 
 
 class AiomysqlDriver(Driver):
@@ -66,17 +52,7 @@ class AiomysqlDriver(Driver):
         # conn.close() asks the loop to close the transport, which fails once the loop
         # is closed. Mark the transport closing (so nothing warns later), then close
         # the socket ourselves and detach it.
-        writer = conn._writer
-        if writer is not None:
-            transport = writer.transport
-            with contextlib.suppress(RuntimeError):  # loop closed: the socket is closed below
-                transport.close()
-            sock = getattr(transport, "_sock", None)
-            if sock is not None:
-                transport._sock = None
-                sock.close()
-        conn._writer = None
-        conn._reader = None
+        aiomysql_detach(conn)
 
     def is_closed(self, conn: Any) -> bool:
         return bool(conn.closed)

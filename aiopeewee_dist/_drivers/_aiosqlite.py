@@ -9,6 +9,13 @@ from typing import Any
 
 import aiosqlite
 
+from .._compat import (
+    aiosqlite_call_in_thread,
+    aiosqlite_interrupt,
+    aiosqlite_is_running,
+    aiosqlite_make_daemon,
+    aiosqlite_sqlite_connection,
+)
 from .._url import DatabaseURL, connect_kwargs, sqlite_pragmas
 from ._base import Driver, Result
 
@@ -50,12 +57,10 @@ async def _call(conn: Any, function: Any, *args: Any) -> Any:
         return function(*args)
 
     try:
-        return await conn._execute(guarded)
+        return await aiosqlite_call_in_thread(conn, guarded)
     except asyncio.CancelledError:
         cancelled = True
-        raw = conn._connection
-        if raw is not None:
-            raw.interrupt()
+        aiosqlite_interrupt(conn)
         raise
 
 
@@ -71,7 +76,7 @@ class AiosqliteDriver(Driver):
         # aiosqlite's worker thread is not a daemon: a program that ends without closing
         # the manager (Ctrl-C, an uncaught error) would hang at exit waiting for it.
         # Ending it abruptly is what a crash does, and SQLite's journal is made for that.
-        conn._thread.daemon = True
+        aiosqlite_make_daemon(conn)
         await conn
         try:
             if read_only:
@@ -92,7 +97,7 @@ class AiosqliteDriver(Driver):
         conn.stop()
 
     def is_closed(self, conn: Any) -> bool:
-        return not conn._running
+        return not aiosqlite_is_running(conn)
 
     def in_transaction(self, conn: Any) -> bool:
         return bool(conn.in_transaction)
@@ -105,13 +110,13 @@ class AiosqliteDriver(Driver):
     async def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> Result:
         # aiosqlite's public API costs a thread hop per call (execute, fetch, close);
         # running the whole statement in its thread costs one.
-        result: Result = await _call(conn, _run, conn._conn, sql, params)
+        result: Result = await _call(conn, _run, aiosqlite_sqlite_connection(conn), sql, params)
         return result
 
     async def stream(
         self, conn: Any, sql: str, params: Sequence[Any], chunk_size: int
     ) -> AsyncGenerator[Result, None]:
-        cur = await _call(conn, _execute, conn._conn, sql, params)
+        cur = await _call(conn, _execute, aiosqlite_sqlite_connection(conn), sql, params)
         try:
             while True:
                 chunk: Result = await _call(conn, _fetch, cur, chunk_size)
@@ -119,4 +124,4 @@ class AiosqliteDriver(Driver):
                     break
                 yield chunk
         finally:
-            await conn._execute(cur.close)
+            await aiosqlite_call_in_thread(conn, cur.close)

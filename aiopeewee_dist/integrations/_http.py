@@ -95,14 +95,14 @@ class ScopeOptions:
         """The cookie's lifetime: past it the token would no longer change any routing."""
         if self.cookie_max_age is not None:
             return self.cookie_max_age
-        policy = manager.consistency_policy
-        if policy.mode == "fresh":
+        mode, sticky = manager.read_your_writes, manager.sticky_seconds
+        if mode == "fresh":
             window = FRESH_COOKIE_MAX_AGE
-            if policy.sticky_seconds is not None:
-                window = min(window, max(1, math.ceil(policy.sticky_seconds)))
+            if sticky is not None:
+                window = min(window, max(1, math.ceil(sticky)))
             return window
-        if policy.mode == "sticky" and policy.sticky_seconds is not None:
-            return max(1, math.ceil(policy.sticky_seconds))
+        if mode == "sticky" and sticky is not None:
+            return max(1, math.ceil(sticky))
         # Causal: a position is moot once every replica replayed it, normally within seconds.
         return 60
 
@@ -158,7 +158,7 @@ class RequestScope:
         if self.wrote:
             return self.session.token()
         written = self.session.written_at
-        if written is None or self.manager.consistency_policy.mode != "fresh":
+        if written is None or self.manager.read_your_writes != "fresh":
             return None
         if all(node.health.holds_writes_before(written) for node in self.manager.replicas):
             return None

@@ -171,7 +171,7 @@ async def check_invariants(
 
     # The monitor's probes check connections out at any moment; what must be at rest is what
     # the load did. (The next query through the manager starts the monitor again.)
-    await manager.monitor.stop()
+    await manager._monitor.stop()
 
     async def pools_at_rest() -> tuple[bool, dict[str, tuple[int, int]]]:
         busy = {

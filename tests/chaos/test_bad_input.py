@@ -216,9 +216,9 @@ def test_manager_options_fail_naming_the_option(options: dict[str, Any]) -> None
     # Accepted: every number is finite and within its documented bounds.
     for name, value in vars(manager.options).items():
         assert value is None or 0 <= value <= MAX_AGE, (name, value)
-    sticky = manager.consistency_policy.sticky_seconds
+    sticky = manager._consistency.sticky_seconds
     assert sticky is None or math.isfinite(sticky)
-    assert math.isfinite(manager.consistency_policy.causal_wait)
+    assert math.isfinite(manager._consistency.causal_wait)
 
 
 @fast
