@@ -205,7 +205,15 @@ async def check_invariants(
     if ledger is not None:
         # On a manager of its own with no fault settings: the scenario's (a 0.05 s
         # query_timeout, say) would fail a full-table read on a loaded machine.
-        verifier = topology.manager(acquire_timeout=30.0, connect_timeout=30.0)
+        # On the scenario's primary now (after a failover, the promoted replica's URL).
+        primary_url = _node_urls(manager, topology)[manager.primary_node.name]
+        verifier = Manager(
+            primary_url,
+            health_check_interval=None,
+            read_your_writes=None,
+            acquire_timeout=30.0,
+            connect_timeout=30.0,
+        )
         try:
             verified = await ledger.verify(verifier)
         finally:
@@ -238,9 +246,14 @@ async def _still_works(manager: Manager, bound: float) -> None:
     """
     probe_id = -time.monotonic_ns()
     deadline = time.monotonic() + bound
+
+    async def read_back() -> None:
+        with manager.primary():  # whichever node that is now (a failover renames nothing)
+            await manager.get(ChaosRow, id=probe_id)
+
     steps = [
         lambda: manager.create(ChaosRow, id=probe_id, amount=0),
-        lambda: manager.get(ChaosRow, id=probe_id, node="primary"),
+        read_back,
         lambda: manager.exists(ChaosRow.select().where(ChaosRow.id == probe_id)),
     ]
     for step in steps:
