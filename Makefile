@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CLUSTER := bash scripts/cluster.sh
-SOURCES := aiopeewee_dist tests examples
+# The HA topologies (Patroni + etcd, Galera): tests/topology, stdlib only, so any python3 runs it.
+HA := PYTHONPATH=tests $(PYTHON) -m topology
+SOURCES := aiopeewee_dist tests examples scripts
 
 # Shared by `lint` and `test`; kept as text (not `$(MAKE) lint`) so that `make -n test` runs nothing.
 LINT := $(BIN)/ruff check $(SOURCES) && \
@@ -17,19 +19,23 @@ export PIP_NO_INPUT := 1
 # The wheel and sdist as users get them: built, installed outside the checkout, smoke-run.
 DIST_CHECK := $(BIN)/python scripts/check_dist.py
 
-.PHONY: dist-check help venv demo conduit conduit-cluster cluster-up cluster-down lint test chaos soak bench
+.PHONY: dist-check help venv demo conduit conduit-cluster cluster-up cluster-down ha-up ha-down lint test coverage chaos soak bench compat
 
 help:
 	@echo "make demo          run examples/quickstart.py (SQLite, no server needed; installs only its needs)"
 	@echo "make conduit       the RealWorld backend (examples/conduit) on SQLite, http://127.0.0.1:8000/api"
 	@echo "make conduit-cluster  the same on the PostgreSQL primary + 2 replicas (DATABASE_URL, DATABASE_REPLICA_URLS)"
 	@echo "make test          start the local cluster, lint, run every test, stop the cluster"
+	@echo "make coverage      branch coverage: the serverless tests alone (-m 'not cluster'), then the whole suite"
 	@echo "make chaos         the fault scenarios of tests/chaos at full size, figures in .chaos/figures.json"
 	@echo "make soak          mixed load with a fault every 30 s for SOAK_MINUTES (10); errors, p99, memory"
 	@echo "make dist-check    build the wheel and sdist, install the wheel in a fresh venv, import and run it"
+	@echo "make compat PEEWEE_ASYNC_SRC=DIR  peewee-async 2.1.0's own suite, plain and through Manager(url).database"
 	@echo "make lint          ruff check, ruff format --check, mypy --strict"
 	@echo "make cluster-up    install (if missing) and start the PostgreSQL/MariaDB/PgBouncer topology"
 	@echo "make cluster-down  stop it"
+	@echo "make ha-up         install (if missing) and start Patroni+etcd (PostgreSQL x3) and Galera (MariaDB x3)"
+	@echo "make ha-down       stop them"
 	@echo "make venv          create .venv and install the package with its dev extras"
 	@echo "make bench         start the local cluster, benchmark every contender, write docs/benchmarks.md"
 	@echo "                   (BENCH_QUICK=1 fast smoke, BENCH_ROUNDS=N, BENCH_CONTENDERS=a,b)"
@@ -79,28 +85,58 @@ cluster-up:
 cluster-down:
 	$(CLUSTER) stop
 
+ha-up:
+	$(HA) up ha
+
+ha-down:
+	$(HA) down ha
+
 lint: venv
 	$(LINT)
 
 dist-check: venv
 	$(DIST_CHECK)
 
-# The cluster is stopped whatever happened before it; the exit status is that of the first failure.
+# The clusters are stopped whatever happened before; the exit status is that of the first failure.
+# The HA topologies (Patroni, Galera) start in the background while the replication cluster starts
+# and the linters run; pytest waits for them.
 test: venv
 	status=0; \
-	{ $(CLUSTER) install && $(CLUSTER) start && \
-	  $(LINT) && $(DIST_CHECK) && \
+	{ $(HA) install ha && { $(HA) up ha & ha_up=$$!; } && \
+	  $(CLUSTER) install && $(CLUSTER) start && \
+	  $(LINT) && $(DIST_CHECK) && wait $$ha_up && \
 	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider; } || status=$$?; \
+	wait; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
+	$(HA) down ha || echo "warning: the HA topologies did not stop" >&2; \
+	exit $$status
+
+# Branch coverage of aiopeewee_dist twice: the serverless tests alone (fake servers and SQLite,
+# no cluster needed), then the whole suite with the cluster (started and stopped as for `test`).
+COV := --cov=aiopeewee_dist --cov-branch --cov-report=term
+coverage: venv
+	status=0; \
+	$(BIN)/pytest -q -p no:cacheprovider -m "not cluster" $(COV) --cov-report=html:.coverage-html/serverless \
+	  || status=$$?; \
+	{ $(HA) install ha && { $(HA) up ha & ha_up=$$!; } && \
+	  $(CLUSTER) install && $(CLUSTER) start && wait $$ha_up && \
+	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider $(COV) --cov-report=html:.coverage-html/all; } \
+	  || status=$$?; \
+	wait; \
+	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
+	$(HA) down ha || echo "warning: the HA topologies did not stop" >&2; \
 	exit $$status
 
 # The chaos scenarios at full size (make test runs them short). Same cluster handling as `test`.
 chaos: venv
 	status=0; \
-	{ $(CLUSTER) install && $(CLUSTER) start && \
+	{ $(HA) install ha && { $(HA) up ha & ha_up=$$!; } && \
+	  $(CLUSTER) install && $(CLUSTER) start && wait $$ha_up && \
 	  AIOPD_CHAOS=full AIOPD_CHAOS_REPORT=.chaos/figures.json AIOPD_DIFF_REPORT=.chaos/differential.jsonl \
 	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider tests/chaos tests/test_differential.py; } || status=$$?; \
+	wait; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
+	$(HA) down ha || echo "warning: the HA topologies did not stop" >&2; \
 	exit $$status
 
 SOAK_MINUTES ?= 10
@@ -108,6 +144,24 @@ soak: venv
 	status=0; \
 	{ $(CLUSTER) install && $(CLUSTER) start && \
 	  $(BIN)/python tests/chaos/soak.py --minutes $(SOAK_MINUTES); } || status=$$?; \
+	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
+	exit $$status
+
+# peewee-async 2.1.0's own test suite, run on plain peewee-async and with its databases replaced by
+# Manager(url).database, figures per backend (scripts/compat/run.py, docs/peewee-async.md). Not part
+# of `make test`: it needs a checkout of the suite, outside this repository, e.g.
+#   git clone --branch v2.1.0 --depth 1 https://github.com/05bit/peewee-async ../peewee-async-2.1.0
+# COMPAT_ARGS: passed to run.py (e.g. --backends sqlite,psycopg -- -k transaction).
+PEEWEE_ASYNC_SRC ?= ../peewee-async-2.1.0
+COMPAT_ARGS ?=
+
+compat: venv
+	@test -f "$(PEEWEE_ASYNC_SRC)/tests/conftest.py" || { echo "PEEWEE_ASYNC_SRC=$(PEEWEE_ASYNC_SRC) is not a \
+	peewee-async checkout: git clone --branch v2.1.0 --depth 1 https://github.com/05bit/peewee-async DIR, \
+	then make compat PEEWEE_ASYNC_SRC=DIR" >&2; exit 2; }
+	status=0; \
+	{ $(CLUSTER) install && $(CLUSTER) start && \
+	  $(BIN)/python scripts/compat/run.py --src "$(PEEWEE_ASYNC_SRC)" $(COMPAT_ARGS); } || status=$$?; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \
 	exit $$status
 

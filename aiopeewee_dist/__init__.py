@@ -14,6 +14,7 @@ from importlib.metadata import version as _version
 from ._deprecations import module_attribute as _moved_attribute
 from ._errors import (
     AioPeeweeDistError,
+    CommitOutcomeUnknown,
     ConfigurationError,
     CrossShardError,
     EventLoopError,
@@ -32,28 +33,36 @@ from ._errors import (
     TransactionError,
 )
 from ._fanout import FanOutResult, FanOutStream
+from ._galera import GaleraProvider
 from ._ids import IdGenerator, IdParts, ShardedIdField, decode_id
 from ._manager import Manager
 from ._options import PoolOptions
+from ._patroni import PatroniProvider
 from ._protocol import ManagerProtocol
+from ._providers import Member, TopologyProvider, TopologySnapshot
+from ._retry import RetryingTransaction
 from ._sharding import ShardedManager, ShardTransaction
 from ._shardkeys import Ranges, jump_hash
 from ._transaction import Transaction
 
 __all__ = [
     "AioPeeweeDistError",
+    "CommitOutcomeUnknown",
     "ConfigurationError",
     "CrossShardError",
     "EventLoopError",
     "FanOutResult",
     "FanOutStream",
+    "GaleraProvider",
     "IdGenerator",
     "IdParts",
     "Manager",
     "ManagerProtocol",
+    "Member",
     "NoHealthyReplica",
     "NodeRejected",
     "NodeUnavailable",
+    "PatroniProvider",
     "PoolClosed",
     "PoolError",
     "PoolOptions",
@@ -61,6 +70,7 @@ __all__ = [
     "QueryTimeout",
     "Ranges",
     "ReadOnlyError",
+    "RetryingTransaction",
     "RoutingError",
     "ShardError",
     "ShardKeyError",
@@ -68,6 +78,8 @@ __all__ = [
     "ShardedIdField",
     "ShardedManager",
     "SyncQueryError",
+    "TopologyProvider",
+    "TopologySnapshot",
     "Transaction",
     "TransactionError",
     "decode_id",

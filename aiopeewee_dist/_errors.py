@@ -16,7 +16,8 @@
      │    └── ShardKeyError                             sharding: no shard key, or no shard for it
      ├── SyncQueryError            (also peewee.InterfaceError)  a managed model queried synchronously
      ├── TransactionError                               a transaction block used wrongly
-     │    └── CrossShardError                           another shard touched in a shard transaction
+     │    ├── CrossShardError                           another shard touched in a shard transaction
+     │    └── CommitOutcomeUnknown (also peewee.OperationalError)  connection lost during COMMIT
      ├── ShardError                                     one shard failed in a fan-out (``.shard``)
      └── EventLoopError            (also RuntimeError)  manager in use by a running loop elsewhere
 
@@ -30,6 +31,7 @@ import peewee
 
 __all__ = [
     "AioPeeweeDistError",
+    "CommitOutcomeUnknown",
     "ConfigurationError",
     "CrossShardError",
     "EventLoopError",
@@ -135,6 +137,12 @@ class TransactionError(AioPeeweeDistError):
 
 class CrossShardError(TransactionError):
     """An operation inside ``sharded.transaction()`` would touch another shard; nothing was sent."""
+
+
+class CommitOutcomeUnknown(TransactionError, peewee.OperationalError):
+    """The connection was lost while a transaction's COMMIT was in flight: it may or may not have
+    committed. ``manager.transaction(retries=N)`` never re-runs such a block; the cause is chained.
+    """
 
 
 class ShardError(AioPeeweeDistError):

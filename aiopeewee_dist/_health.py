@@ -212,7 +212,7 @@ class HealthMonitor:
             health.fresh_since = max(covered[1], health.fresh_since or covered[1])
 
     async def _check(self, node: Node) -> NodeStatus | None:
-        sql = status_sql(node.dialect)
+        sql = status_sql(node.replication_dialect)
         start = time.perf_counter()
         try:
             row = await node.probe(sql or "SELECT 1", self.timeout)
@@ -223,7 +223,7 @@ class HealthMonitor:
             return None
         node.health.latency = time.perf_counter() - start
         node.health.checked_at = time.monotonic()
-        status = parse_status(node.dialect, row) if sql else NodeStatus(False, None)
+        status = parse_status(node.replication_dialect, row) if sql else NodeStatus(False, None)
         node.health.status = status
         self._record_success(node)
         return status

@@ -13,11 +13,13 @@ import peewee
 
 from ._consistency import Consistency, ConsistencyMode, Session
 from ._deprecations import ManagerDeprecations
+from ._dialects import following_database
 from ._dispatch import Dispatcher
 from ._errors import ConfigurationError, RoutingError
 from ._health import HealthMonitor
 from ._node import Node, NodeRef, Role
 from ._options import MAX_CHUNK, PoolOptions, ReplicaPolicy, count, parse_weight
+from ._providers import TopologyFollower, TopologyProvider, follow_provider
 from ._query import first_page, is_write
 from ._rawsql import prepare_raw_sql
 from ._router import Router, Strategy, StrategyName
@@ -26,7 +28,7 @@ from ._shortcuts import ModelShortcuts
 from ._streams import RowStream
 from ._templates import insert_lookup_for, lookup_for
 from ._topology import check_dialects, make_node, replica_items, urls_from_env
-from ._transaction import Transaction
+from ._transactions import TransactionMethods
 from ._verify import open_nodes
 
 __all__ = ["Manager"]
@@ -35,7 +37,7 @@ logger = logging.getLogger("aiopeewee_dist.router")
 T = TypeVar("T")
 
 
-class Manager(ModelShortcuts, ManagerDeprecations):
+class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
     """Async access to ordinary Peewee models on a primary and its read replicas.
 
     ::
@@ -151,6 +153,10 @@ class Manager(ModelShortcuts, ManagerDeprecations):
             monitor_enabled=self._monitor_enabled,
             before_read=self._ensure_monitor,
         )
+        hook = self._dispatch.after_commit if self._consistency.mode is not None else None
+        self._database = following_database(lambda: self._router.primary, on_write=hook)
+        #: Set by :meth:`from_provider`: keeps the nodes in line with an HA system's view.
+        self.follower: TopologyFollower | None = None
 
     def _new_node(
         self, url: str, *, default_name: str, role: Role, name: str | None = None, weight: float | None = None
@@ -172,6 +178,14 @@ class Manager(ModelShortcuts, ManagerDeprecations):
         """A manager from ``DATABASE_URL`` and the comma-separated ``DATABASE_REPLICA_URLS``."""
         primary, replicas = urls_from_env(environ, primary_var, replicas_var)
         return cls(primary, replicas, **options)
+
+    @classmethod
+    async def from_provider(
+        cls, provider: TopologyProvider, *, refresh_interval: float = 1.0, **options: Any
+    ) -> Manager:
+        """A manager whose primary and replicas come from ``provider`` and follow its changes,
+        asked every ``refresh_interval`` seconds (see :mod:`._providers` and docs/ha.md)."""
+        return await follow_provider(cls, provider, refresh_interval, options)
 
     def __repr__(self) -> str:
         names = ", ".join(node.name for node in self._router.nodes)
@@ -197,8 +211,10 @@ class Manager(ModelShortcuts, ManagerDeprecations):
 
     @property
     def database(self) -> peewee.Database:
-        """The primary's peewee-async database: bind ``AioModel`` classes to it if you like."""
-        database: peewee.Database = self._router.primary.database
+        """A peewee-async database on the current primary: bind ``AioModel`` classes to it.
+
+        Code written for peewee-async 2.1 behaves the same on it (docs/peewee-async.md)."""
+        database: peewee.Database = self._database
         return database
 
     async def connect(self, *, verify: bool = True) -> None:
@@ -208,6 +224,8 @@ class Manager(ModelShortcuts, ManagerDeprecations):
 
     async def close(self) -> None:
         """Stop the monitor and close every pool; connections in use close when returned."""
+        if self.follower is not None:
+            await self.follower.stop()
         await self._monitor.stop()
         await self._router.close()
 
@@ -221,6 +239,8 @@ class Manager(ModelShortcuts, ManagerDeprecations):
         await self.close()
 
     def _ensure_monitor(self) -> None:
+        if self.follower is not None:
+            self.follower.ensure_running()
         if self._monitor_enabled and self._router.replicas and not self._monitor.running:
             self._monitor.ensure_running()
 
@@ -323,28 +343,6 @@ class Manager(ModelShortcuts, ManagerDeprecations):
         """The current context's read-your-writes token (None before any write)."""
         session = self._consistency.current()
         return session.token() if session is not None else None
-
-    def transaction(
-        self, *, node: NodeRef = None, isolation: str | None = None, read_only: bool = False
-    ) -> Transaction:
-        """A transaction block (or decorator) pinned to one connection; nested blocks are savepoints.
-
-        It runs on the primary unless ``node`` says otherwise; a ``read_only=True``
-        transaction may run on a replica. Inside ``read_only()`` it is read-only.
-        """
-        router = self._router
-
-        def resolve(read_only: bool) -> Node:
-            return router.route(write=not read_only, node=node)
-
-        return Transaction(
-            resolve,
-            isolation=isolation,
-            read_only=read_only,
-            # Without read-your-writes a commit records nothing: no callback to await.
-            on_commit=self._dispatch.after_commit if self._consistency.mode is not None else None,
-            read_only_context=lambda: router.in_read_only,
-        )
 
     @asynccontextmanager
     async def connection(self, *, node: NodeRef = None, write: bool = True) -> AsyncIterator[Any]:

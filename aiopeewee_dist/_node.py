@@ -102,6 +102,11 @@ class Node:
         return self.url.dialect
 
     @property
+    def replication_dialect(self) -> str:
+        """The dialect of the replication status and position queries this node answers."""
+        return self.driver.replication_dialect or self.url.dialect
+
+    @property
     def healthy(self) -> bool:
         """Whether the health monitor lets reads come here."""
         return self.health.up
@@ -116,6 +121,11 @@ class Node:
         if role == "primary":
             self.health.readmit()
         self.expire_connections()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a pool of this node is open: opened (``open()`` or first use), not closed since."""
+        return any(pool.is_open for pool in self._pools())
 
     def _pools(self) -> list[ConnectionPool]:
         return [self.pool] if self._read_pool is None else [self.pool, self._read_pool]
@@ -344,11 +354,12 @@ class Node:
 
     async def current_position(self) -> Position | None:
         """This server's replication position now (after this session's last commit)."""
-        sql = position_sql(self.dialect)
+        dialect = self.replication_dialect
+        sql = position_sql(dialect)
         if sql is None:
             return None
         result = await self.run_sql(sql, write=False)
-        return parse_position(self.dialect, result.rows[0][0]) if result.rows else None
+        return parse_position(dialect, result.rows[0][0]) if result.rows else None
 
     async def iterate(self, query: Any, *, chunk_size: int, write: bool = False) -> AsyncGenerator[Any, None]:
         """Stream a select's rows, ``chunk_size`` at a time, through a server-side cursor."""

@@ -412,6 +412,11 @@ class ConnectionPool:
         return self._size
 
     @property
+    def is_open(self) -> bool:
+        """Opened (``open()`` or a first ``acquire()``) and not closed since."""
+        return self._loop is not None and not self._closed
+
+    @property
     def in_use(self) -> int:
         return self._in_use
 

@@ -70,6 +70,9 @@ class Transaction:
         self._pin: _context.Pin | None = None
         self._tx_token: Token[Any] | None = None
         self._savepoint: str | None = None
+        #: Whether this block's COMMIT went out: a connection lost after that leaves the outcome
+        #: unknown (the retrying wrapper never re-runs such a block).
+        self.commit_sent = False
 
     def _resolve(self, read_only: bool) -> Node:
         target = self._node_or_resolver
@@ -134,6 +137,7 @@ class Transaction:
             elif exc_type is not None:
                 await node.end(binding, commit=False)
             else:
+                self.commit_sent = True
                 await node.end(binding, commit=True)
                 if self._on_commit is not None and not self.read_only:
                     # Still pinned: read-your-writes can read the position on this session.

@@ -10,7 +10,6 @@ show it with the password masked, or only ``<unparseable>`` when the password ca
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 import ssl
@@ -21,9 +20,10 @@ from typing import Any, Literal
 from urllib.parse import quote, unquote
 
 from ._errors import ConfigurationError
+from ._hosts import host_text, parse_hosts
 from ._options import NODE_OPTION_NAMES, parse_node_option
 
-Backend = Literal["psycopg", "aiopg", "aiomysql", "aiosqlite"]
+Backend = Literal["psycopg", "aiopg", "aiomysql", "aiosqlite", "fake"]
 Dialect = Literal["postgresql", "mysql", "sqlite"]
 
 _SCHEMES: dict[str, Backend] = {
@@ -31,6 +31,8 @@ _SCHEMES: dict[str, Backend] = {
     **dict.fromkeys(["postgresql+aiopg", "postgres+aiopg"], "aiopg"),
     **dict.fromkeys(["mysql", "mysql+aiomysql", "mariadb", "mariadb+aiomysql"], "aiomysql"),
     **dict.fromkeys(["sqlite", "sqlite+aiosqlite"], "aiosqlite"),
+    # aiopeewee_dist.testing's simulated servers (SQLite SQL, scripted faults and roles).
+    "fake": "fake",
 }
 # backend -> (scheme that obscured() writes, chosen to parse back to the same backend; dialect; port)
 _BACKENDS: dict[Backend, tuple[str, Dialect, int | None]] = {
@@ -38,6 +40,7 @@ _BACKENDS: dict[Backend, tuple[str, Dialect, int | None]] = {
     "aiopg": ("postgresql+aiopg", "postgresql", 5432),
     "aiomysql": ("mysql", "mysql", 3306),
     "aiosqlite": ("sqlite", "sqlite", None),
+    "fake": ("fake", "sqlite", None),
 }
 
 _LIBPQ_KEYWORDS_TEXT = """
@@ -64,6 +67,7 @@ MYSQL_OPTIONS: frozenset[str] = frozenset(
 SQLITE_OPTIONS: frozenset[str] = frozenset(
     {"timeout", "journal_mode", "synchronous", "cache_size", "foreign_keys"}
 )
+_FAKE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _SQLITE_CHOICES = {
     "journal_mode": ("delete", "truncate", "persist", "memory", "wal", "off"),
     "synchronous": ("off", "normal", "full", "extra", "0", "1", "2", "3"),
@@ -91,6 +95,9 @@ class DatabaseURL:
     driver_options: Mapping[str, str] = field(default_factory=dict)
     #: Query parameters that are our node options (see NODE_OPTION_NAMES), as text.
     node_options: Mapping[str, str] = field(default_factory=dict)
+    #: PostgreSQL multi-host URLs (``h1:5432,h2:5432``): the hosts after the first, which libpq
+    #: tries in turn (with ``target_session_attrs`` choosing a primary or a standby).
+    more_hosts: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         # Read-only views keep the frozen instance actually immutable.
@@ -100,32 +107,40 @@ class DatabaseURL:
     def __reduce__(self) -> tuple[Any, ...]:
         # Mapping proxies can be neither pickled nor deep-copied: rebuild from plain dicts.
         fields = (self.backend, self.host, self.port, self.user, self.password, self.database)
-        return type(self), (*fields, dict(self.driver_options), dict(self.node_options))
+        return type(self), (*fields, dict(self.driver_options), dict(self.node_options), self.more_hosts)
 
     def __hash__(self) -> int:
         # Mapping proxies are unhashable, and equal mappings may differ in order.
         options = frozenset(self.driver_options.items()), frozenset(self.node_options.items())
-        return hash((self.backend, self.host, self.port, self.user, self.password, self.database, options))
+        fields = (
+            self.backend,
+            self.host,
+            self.port,
+            self.user,
+            self.password,
+            self.database,
+            self.more_hosts,
+        )
+        return hash((*fields, options))
 
     def obscured(self) -> str:
         """The URL as text with the password (and any ``sslpassword``) replaced by ``***``."""
         scheme = _BACKENDS[self.backend][0]
         if self.backend == "aiosqlite":
             text = f"{scheme}:///{quote(self.database, safe='/:')}"
+        elif self.backend == "fake":
+            text = f"{scheme}://{self.database}"
         else:
             userinfo = ""
             if self.user is not None or self.password is not None:
                 userinfo = (
                     quote(self.user or "", safe="") + (":***" if self.password is not None else "") + "@"
                 )
-            host = self.host or ""
-            host = (
-                quote(host, safe="")
-                if host.startswith("/") or ":" not in host
-                else f"[{quote(host, safe=':')}]"
+            hosts = [(self.host or "", self.port), *self.more_hosts]
+            authority = ",".join(
+                host_text(host) + ("" if port is None else f":{port}") for host, port in hosts
             )
-            port = "" if self.port is None else f":{self.port}"
-            text = f"{scheme}://{userinfo}{host}{port}/{quote(self.database, safe='')}"
+            text = f"{scheme}://{userinfo}{authority}/{quote(self.database, safe='')}"
         params = {**self.driver_options, **self.node_options}
         if params:
             text += "?" + "&".join(
@@ -207,6 +222,8 @@ def _driver_option(backend: Backend, key: str, value: str) -> object:
         if key == "sslmode" and value not in _SSLMODES:
             raise ConfigurationError(f"sslmode must be one of {', '.join(_SSLMODES)}; got {value!r}")
         return value
+    if backend == "fake":
+        raise ConfigurationError(f"URL query parameter {key!r} is not an option of fake:// URLs")
     allowed = MYSQL_OPTIONS if backend == "aiomysql" else SQLITE_OPTIONS
     if key not in allowed:
         raise ConfigurationError(
@@ -258,39 +275,6 @@ def _parse_query(query: str) -> dict[str, str]:
     return params
 
 
-def _parse_hostport(hostport: str, default_port: int) -> tuple[str, int]:
-    if hostport.startswith("["):
-        host_text, bracket, after = hostport[1:].partition("]")
-        if not bracket:
-            raise ConfigurationError("IPv6 host is missing its closing ']'")
-        host = unquote(host_text)
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ConfigurationError(f"invalid IPv6 address {host!r} in brackets") from None
-        if after and not after.startswith(":"):
-            raise ConfigurationError(f"unexpected text {after!r} after ']' in the host")
-        port_text: str | None = after[1:] if after else None
-    else:
-        if hostport.count(":") > 1:
-            raise ConfigurationError("IPv6 host addresses must be written in brackets, e.g. [::1]")
-        host_text, colon, port = hostport.partition(":")
-        host, port_text = unquote(host_text), (port if colon else None)
-        if not host:
-            raise ConfigurationError("host missing (write scheme://user:password@host:port/dbname)")
-        # A decoded ':' would read as IPv6 when obscured() writes the URL back; '/...' is a socket dir.
-        bad = "[]" if host.startswith("/") else "[]:"
-        if any(c in bad or c.isspace() or not c.isprintable() for c in host):
-            raise ConfigurationError(f"invalid host {host!r}")
-    if port_text is None:
-        return host, default_port
-    if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 1 <= int(port_text) <= 65535:
-        # Only digits are echoed: text here may be a password whose '@host' was left out.
-        got = repr(port_text) if port_text.isascii() and port_text.isdigit() else "a non-numeric value"
-        raise ConfigurationError(f"port must be an integer 1-65535, got {got}")
-    return host, int(port_text)
-
-
 def _parse(raw: str) -> DatabaseURL:
     if any(c.isspace() or not c.isprintable() for c in raw):
         raise ConfigurationError("URL contains whitespace or control characters (percent-encode them)")
@@ -328,17 +312,27 @@ def _parse(raw: str) -> DatabaseURL:
             backend, None, None, None, None, unquote(path[1:]) or ":memory:", driver_options, node_options
         )
 
+    if backend == "fake":
+        if path not in ("", "/") or not _FAKE_NAME_RE.fullmatch(authority):
+            raise ConfigurationError(
+                "a fake URL is fake://NAME, NAME being a FakeServer's name (letters, digits, '_', '.', '-')"
+            )
+        return DatabaseURL(backend, None, None, None, None, authority, driver_options, node_options)
+
     user = password = None
     userinfo, at, hostport = authority.rpartition("@")
     if at:
         raw_user, colon, raw_password = userinfo.partition(":")
         user, password = unquote(raw_user), (unquote(raw_password) if colon else None)
-    host, port = _parse_hostport(hostport, _BACKENDS[backend][2] or 0)
+    (host, port), *more = parse_hosts(hostport, _BACKENDS[backend][2] or 0, _BACKENDS[backend][1])
     if not path[1:]:
         raise ConfigurationError("database name missing from URL path")
     if "/" in path[1:]:
         raise ConfigurationError("URL path must be only the database name (percent-encode '/' as %2F)")
-    return DatabaseURL(backend, host, port, user, password, unquote(path[1:]), driver_options, node_options)
+    database = unquote(path[1:])
+    return DatabaseURL(
+        backend, host, port, user, password, database, driver_options, node_options, tuple(more)
+    )
 
 
 def parse_url(url: str) -> DatabaseURL:
@@ -390,13 +384,18 @@ def connect_kwargs(url: DatabaseURL) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"host": url.host, "port": url.port, "user": url.user, "password": url.password}
     if url.dialect == "postgresql":
         kwargs.update(dbname=url.database, **options)
+        if url.more_hosts:  # libpq's comma-separated lists, one port per host
+            hosts = [(url.host, url.port), *url.more_hosts]
+            kwargs.update(host=",".join(str(h) for h, _ in hosts), port=",".join(str(p) for _, p in hosts))
     elif url.dialect == "mysql":
         kwargs["db"] = url.database
         kwargs.update((k, v) for k, v in options.items() if not k.startswith("ssl_"))
         if any(k.startswith("ssl_") for k in options):
             kwargs["ssl"] = _mysql_ssl(url.driver_options)
-    else:
+    elif url.backend == "aiosqlite":
         kwargs = {"database": url.database, "timeout": options.get("timeout", 5.0)}
+    else:
+        kwargs = {"database": url.database}
     return {k: v for k, v in kwargs.items() if v is not None}
 
 

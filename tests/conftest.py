@@ -97,6 +97,32 @@ def topology_for(backend: str, tmp_path: Path) -> Topology:
     return Topology(backend, cluster.MY_PRIMARY, [cluster.MY_REPLICA])
 
 
+def _needs_cluster(item: pytest.Item) -> bool:
+    """Whether a test talks to the local cluster: a cluster backend among its parameters, a
+    cluster-only fixture, or a ``needs_cluster`` skip condition."""
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    # Backend-parametrised fixtures (``backend``, ``cluster_backend``, test_streaming's ``filled``).
+    if any(isinstance(value, str) and value in CLUSTER_BACKENDS for value in params.values()):
+        return True
+    if {"cluster_topology", "cluster_backend"} & set(getattr(item, "fixturenames", ())):
+        return True
+    return any(
+        "topology not running" in str(mark.kwargs.get("reason", "")) for mark in item.iter_markers("skipif")
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # ``-m "not cluster"`` selects exactly the tests that need no server (SQLite files and the
+    # fake servers of aiopeewee_dist.testing count as no server). The chaos suite's scenarios are
+    # load tests on every backend, SQLite included: ``slow``, like other full-size runs.
+    for item in items:
+        if _needs_cluster(item):
+            item.add_marker(pytest.mark.cluster)
+        if item.path.parent.name == "chaos":
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -112,15 +112,22 @@ def test_model_instance_internals() -> None:
     assert data["author"] is author
 
 
-async def test_peewee_async_pool_backend_stand_in() -> None:
-    backend = _compat.NodePoolBackend(database="x", extra="ignored")
-    assert not backend.has_acquired_connections()
-    await backend.create()
-    with pytest.raises(peewee.OperationalError, match="connection"):
-        await backend.acquire()
-    with pytest.raises(peewee.OperationalError):
-        await backend.release(None)
-    await backend.close()
+def test_peewee_async_names_manager_database_overrides() -> None:
+    """``manager.database`` implements peewee-async's pool interface and overrides the private
+    methods its public API (and ``TransactionTestCase``) goes through."""
+    import inspect
+
+    from peewee_async.testing import TransactionTestCase
+
+    for name in ("acquire", "release", "has_acquired_connections", "connect", "create", "close"):
+        assert callable(getattr(_compat.PoolBackend, name)), name
+    assert isinstance(_compat.PoolBackend.is_connected, property)
+    for name in ("_aio_atomic", "_aio_begin"):
+        assert callable(getattr(_compat.AioDatabase, name)), name
+        assert f'"{name}"' in inspect.getsource(TransactionTestCase), name  # the names it patches
+    assert _compat.AioDatabase._allow_sync is False
+    assert callable(peewee.Database._connect)
+    assert "connect_params" in inspect.getsource(peewee.PostgresqlDatabase._connect)
     assert issubclass(_compat.AioDatabase, peewee.Database)
 
 

@@ -378,6 +378,7 @@ def replicas_200ms_behind() -> Iterator[None]:
                 print(f"could not undo the delay of {node}: {exc}")
 
 
+@pytest.mark.cluster
 async def test_conduit_on_postgres_with_lagging_replicas(
     pg_tables: None, replicas_200ms_behind: None, contract: Contract
 ) -> None:

@@ -246,6 +246,7 @@ async def test_password_absent_from_logs_and_errors(
 # -- failing to connect fails fast, as peewee.OperationalError --------------------------------
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("scheme", ["postgresql", "postgresql+aiopg"])
 async def test_wrong_password_is_an_operational_error_not_a_hang(scheme: str) -> None:
     url = with_netloc(PG_PRIMARY, password="not-the-password").replace("postgresql://", f"{scheme}://", 1)
@@ -262,6 +263,7 @@ async def test_wrong_password_is_an_operational_error_not_a_hang(scheme: str) ->
         await manager.close()
 
 
+@pytest.mark.cluster
 async def test_wrong_password_on_mysql_is_an_operational_error() -> None:
     manager = Manager(with_netloc(MY_PRIMARY, password="not-the-password"), connect_timeout=5, **no_monitor())
     try:

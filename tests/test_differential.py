@@ -34,6 +34,8 @@ from hypothesis import strategies as st
 from aiopeewee_dist import Manager
 
 FULL = os.environ.get("AIOPD_CHAOS") == "full"
+# Each property runs dozens (hundreds at full size) of round trips: give a loaded machine room.
+pytestmark = pytest.mark.timeout(1800 if FULL else 600)
 on_server = settings(
     max_examples=400 if FULL else 30,
     deadline=None,

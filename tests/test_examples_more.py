@@ -39,6 +39,7 @@ def test_replicas_on_sqlite(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.cluster
 def test_replicas_on_the_postgres_cluster(tmp_path: Path) -> None:
     topology_for("psycopg", tmp_path)  # skips (or fails under AIOPD_REQUIRE_CLUSTER=1) without it
     env = {"DATABASE_URL": cluster.PG_PRIMARY, "DATABASE_REPLICA_URLS": ",".join(cluster.PG_REPLICAS)}

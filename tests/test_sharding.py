@@ -524,6 +524,7 @@ async def _with_score_data(
     limit=st.one_of(st.none(), st.integers(1, 20)),
     offset=st.integers(0, 25),
 )
+@pytest.mark.cluster
 def test_fan_out_order_by_limit_offset_equals_one_database(
     score_tables: None,
     data: list[tuple[int | None, str]],
@@ -547,6 +548,7 @@ def test_fan_out_order_by_limit_offset_equals_one_database(
     asyncio.run(_with_score_data(data, check))
 
 
+@pytest.mark.cluster
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=score_rows, limit=st.one_of(st.none(), st.integers(1, 6)), offset=st.integers(0, 3))
 def test_fan_out_aggregates_and_group_by_equal_one_database(

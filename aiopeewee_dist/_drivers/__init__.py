@@ -16,6 +16,8 @@ _ADAPTERS = {
     "aiopg": ("._aiopg", "AiopgDriver", "aiopg", "aiopg"),
     "aiomysql": ("._aiomysql", "AiomysqlDriver", "mysql", "aiomysql"),
     "aiosqlite": ("._aiosqlite", "AiosqliteDriver", "sqlite", "aiosqlite"),
+    # Needs nothing beyond the standard library's sqlite3 (see aiopeewee_dist.testing).
+    "fake": ("._fake", "FakeDriver", "", "sqlite3"),
 }
 _instances: dict[str, Driver] = {}
 
