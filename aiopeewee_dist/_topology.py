@@ -21,9 +21,11 @@ def make_node(
     base: PoolOptions,
     name: str | None = None,
     weight: float | None = None,
+    log_params: bool = False,
 ) -> Node:
     """A node for ``url``: its URL's node options (``name``, ``weight``, pool limits) override
-    ``base``; ``name`` and ``weight``, when given, override the URL's."""
+    ``base``; ``name`` and ``weight``, when given, override the URL's; ``log_params``: show
+    parameter values in the ``aiopeewee_dist.sql`` DEBUG lines."""
     parsed = parse_url(url)
     node_name = validate_node_name(name or parsed.node_options.get("name") or default_name)
     overrides = {k: v for k, v in parsed.node_options.items() if k not in ("name", "weight")}
@@ -33,7 +35,9 @@ def make_node(
     except ConfigurationError as exc:
         raise ConfigurationError(f"node {node_name!r}: {exc}") from None
     node_weight = url_weight if weight is None else parse_weight(weight)
-    return Node(parsed, name=node_name, role=role, options=options, weight=node_weight)
+    node = Node(parsed, name=node_name, role=role, options=options, weight=node_weight)
+    node.log_params = log_params  # values in the aiopeewee_dist.sql DEBUG lines
+    return node
 
 
 def replica_items(replicas: Sequence[str] | Mapping[str, str]) -> Iterable[tuple[str | None, str]]:
