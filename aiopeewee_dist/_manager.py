@@ -118,8 +118,7 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
         except ConfigurationError as exc:
             raise ConfigurationError(f"Manager: {exc}") from None
         self.auto_failover = bool(auto_failover)
-        #: Statement telemetry given to every node, also those added later (``aiopeewee_dist.telemetry``).
-        self.telemetry: StatementObserver | None = None
+        self.telemetry: StatementObserver | None = None  # every node's, also later ones (.telemetry)
         self._log_params = bool(log_params)
         self._build(primary, replicas, policy, strategy=strategy, max_lag=max_lag, fallback=fallback)
 
@@ -164,12 +163,10 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
     def _new_node(
         self, url: str, *, default_name: str, role: Role, name: str | None = None, weight: float | None = None
     ) -> Node:
-        node = make_node(
+        return make_node(
             url, default_name=default_name, role=role, base=self.options, name=name, weight=weight,
-            log_params=self._log_params,
+            log_params=self._log_params, telemetry=self.telemetry,
         )  # fmt: skip
-        node.telemetry = self.telemetry
-        return node
 
     @classmethod
     def from_env(

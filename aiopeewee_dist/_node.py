@@ -61,8 +61,7 @@ class Node:
         self.name = name
         self.role: Role = role
         self.weight = weight
-        #: Whether the ``aiopeewee_dist.sql`` DEBUG lines show parameter values (Manager's log_params).
-        self.log_params = False
+        self.log_params = False  # whether aiopeewee_dist.sql's DEBUG lines show parameter values
         self.driver = get_driver(url.backend)
         options = options or PoolOptions()
         self._read_pool: ConnectionPool | None = None
@@ -305,17 +304,14 @@ class Node:
                     else driver.execute_after(conn, begin, sql, params)
                 )
                 result = await (call if timeout is None else bounded(call, timeout))
-        except asyncio.TimeoutError as exc:
-            # The cancelled statement left the connection mid-protocol; breaks() makes
-            # the caller discard it.
-            counters[self.ERRORS] += 1
-            if SQL_LOGGER.isEnabledFor(logging.DEBUG):
-                log_statement(self.name, sql, params, start, None, exc, self.log_params)
-            raise QueryTimeout(f"node {self.name!r}: statement exceeded query_timeout={timeout:g}s") from None
         except Exception as exc:
             counters[self.ERRORS] += 1
             if SQL_LOGGER.isEnabledFor(logging.DEBUG):
                 log_statement(self.name, sql, params, start, None, exc, self.log_params)
+            if isinstance(exc, asyncio.TimeoutError):
+                # The cancelled statement left the connection mid-protocol: breaks() discards it.
+                limit = f"query_timeout={timeout:g}s"
+                raise QueryTimeout(f"node {self.name!r}: statement exceeded {limit}") from None
             if driver.is_closed(conn):
                 # The server went away (restart, failover, network): the idle connections are
                 # most likely dead too, and each would fail one more caller's statement.

@@ -19,19 +19,34 @@ from ._query import is_write_sql
 __all__ = ["prepare_raw_sql"]
 
 # Literals, quoted identifiers and comments (skipped), then the statement separator.
-_TOKENS = re.compile(
-    r"""(?P<skip>'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|--[^\n]*|/\*.*?\*/)"""
-    r"|(?P<semicolon>;)",
-    re.S,
+# PostgreSQL's dollar-quoted bodies ($$ ... $$, $fn$ ... $fn$) may hold semicolons; MySQL's
+# strings may escape a quote with a backslash.
+_SKIP = {
+    "postgresql": r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$""",
+    "mysql": r"""'(?:[^'\\]|''|\\.)*'|"(?:[^"\\]|""|\\.)*"|`[^`]*`""",
+    "sqlite": r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]""",
+}
+_TOKENS = {
+    dialect: re.compile(rf"(?P<skip>{skip}|--[^\n]*|/\*.*?\*/)|(?P<semicolon>;)", re.S)
+    for dialect, skip in _SKIP.items()
+}
+# MySQL: a routine or trigger body (BEGIN ... END, unquoted) is one statement however many
+# semicolons it holds. (PostgreSQL quotes such bodies, so it needs no exception.)
+_COMPOUND = re.compile(
+    r"\s*CREATE\s+(OR\s+REPLACE\s+)?(DEFINER\s*=\s*\S+\s+)?"
+    r"(PROCEDURE|FUNCTION|TRIGGER|EVENT)\b",
+    re.I,
 )
 _PYFORMAT = re.compile(r"%[s%]")
 _BLANK = re.compile(r"(\s|--[^\n]*|/\*.*?\*/)*", re.S)
 
 
-def _split(sql: str) -> list[str]:
+def _split(sql: str, dialect: str) -> list[str]:
     """The statements of ``sql`` (empty ones, such as a trailing ``;``, left out)."""
+    if dialect == "mysql" and _COMPOUND.match(sql):
+        return [sql]
     statements, start = [], 0
-    for match in _TOKENS.finditer(sql):
+    for match in _TOKENS.get(dialect, _TOKENS["postgresql"]).finditer(sql):
         if match.lastgroup == "semicolon":
             statements.append(sql[start : match.start()])
             start = match.end()
@@ -47,7 +62,7 @@ def prepare_raw_sql(sql: str, dialect: str, has_params: bool, multiple_statement
     """``(sql for the dialect's driver, whether it may write)``; ConfigurationError if refused."""
     if not isinstance(sql, str):
         raise ConfigurationError(f"raw_sql() takes SQL text, got {type(sql).__name__}")
-    statements = _split(sql)
+    statements = _split(sql, dialect)
     if len(statements) > 1 and not multiple_statements:
         raise ConfigurationError(
             f"raw_sql() got {len(statements)} statements; pass values as parameters (%s), or "

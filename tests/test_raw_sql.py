@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aiopeewee_dist import ConfigurationError, Manager
-from aiopeewee_dist._rawsql import prepare_raw_sql
+from aiopeewee_dist._rawsql import _split, prepare_raw_sql
 
 
 async def test_percent_s_placeholders_on_every_backend(tables: Manager) -> None:
@@ -87,3 +87,22 @@ def test_sqlite_translation_matches_the_drivers_pyformat(text: str) -> None:
             expected.append(sql[i])
             i += 1
     assert translated == "".join(expected)
+
+
+@pytest.mark.parametrize(
+    ("dialect", "sql", "count"),
+    [
+        ("postgresql", "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$", 1),
+        ("postgresql", "DO $body$ BEGIN PERFORM 1; PERFORM 2; END $body$", 1),
+        ("postgresql", "SELECT 'a;b', \"c;d\" -- e;f", 1),
+        ("postgresql", "SELECT $1; DELETE FROM t", 2),
+        ("postgresql", "CREATE FUNCTION f() RETURNS int AS 'SELECT 1'; DELETE FROM t", 2),
+        ("mysql", "SELECT 'it\\'s; fine'", 1),
+        ("mysql", "SELECT 'x'; DELETE FROM t", 2),
+        ("mysql", "CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END", 1),
+        ("sqlite", "SELECT 1; SELECT 2;", 2),
+    ],
+)
+def test_statements_are_counted_as_the_server_parses_them(dialect: str, sql: str, count: int) -> None:
+    # A routine body holds semicolons but is one statement; a pasted "; DELETE" is a second one.
+    assert len(_split(sql, dialect)) == count
