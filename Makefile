@@ -22,7 +22,7 @@ DIST_CHECK := $(BIN)/python scripts/check_dist.py
 .PHONY: dist-check help venv demo conduit conduit-cluster cluster-up cluster-down ha-up ha-down lint test core coverage chaos soak bench compat docs
 
 help:
-	@echo "make demo          run examples/quickstart.py (SQLite, no server needed)"
+	@echo "make demo          run examples/quickstart.py (SQLite, no server needed; installs only its needs)"
 	@echo "make conduit       the RealWorld backend (examples/conduit) on SQLite, http://127.0.0.1:8000/api"
 	@echo "make conduit-cluster  the same on the PostgreSQL primary + 2 replicas (DATABASE_URL, DATABASE_REPLICA_URLS)"
 	@echo "make test          start the local cluster, lint, run every test, stop the cluster"
@@ -46,12 +46,24 @@ help:
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -e '.[dev]'
 	touch $@
 
-demo: venv
-	$(BIN)/python examples/quickstart.py
+demo: $(VENV)/.demo-installed
+	PYTHONPATH="$(CURDIR)" $(BIN)/python examples/quickstart.py
+
+# Only what the demo needs: the package's dependencies and its SQLite driver, read from
+# pyproject.toml, with the package itself on PYTHONPATH. No developer tools, no build of the
+# package, no pip inside the venv (the outer pip installs into it): creating a venv with pip
+# and building the package took most of a minute on a loaded machine. (Python 3.10 has no
+# tomllib: there the package is installed, editable, with its SQLite extra.)
+DEMO_REQUIREMENTS = $(shell $(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print(" ".join(repr(r) for r in p["dependencies"] + p["optional-dependencies"]["sqlite"]))' 2>/dev/null || echo "-e .[sqlite]")
+
+$(VENV)/.demo-installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -m pip --python $(BIN)/python install -q $(DEMO_REQUIREMENTS)
+	touch $@
 
 # The RealWorld "Conduit" backend: FastAPI + aiopeewee_dist (examples/conduit). Ctrl-C stops it.
 CONDUIT := $(BIN)/python -m uvicorn --app-dir examples --factory conduit.app:create_app --host 127.0.0.1 --port 8000

@@ -18,6 +18,7 @@ from ._errors import (
     ConfigurationError,
     CrossShardError,
     EventLoopError,
+    NodeRejected,
     NodeUnavailable,
     NoHealthyReplica,
     PoolClosed,
@@ -28,6 +29,7 @@ from ._errors import (
     RoutingError,
     ShardError,
     ShardKeyError,
+    SyncQueryError,
     TransactionError,
 )
 from ._galera import GaleraProvider
@@ -66,6 +68,7 @@ __all__ = [
     "ManagerProtocol",
     "Member",
     "NoHealthyReplica",
+    "NodeRejected",
     "NodeUnavailable",
     "PatroniProvider",
     "PoolClosed",
@@ -82,6 +85,7 @@ __all__ = [
     "ShardTransaction",
     "ShardedIdField",
     "ShardedManager",
+    "SyncQueryError",
     "TopologyProvider",
     "TopologySnapshot",
     "Transaction",

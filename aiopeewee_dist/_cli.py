@@ -4,7 +4,8 @@
 
 URLs come from ``--primary``/``--replica`` or from ``DATABASE_URL`` and the
 comma-separated ``DATABASE_REPLICA_URLS``. The exit status is 0 when the primary
-answers, 1 when it does not, 2 for bad usage or configuration.
+answers and takes writes, 1 when it does not answer or is in recovery / read-only (a
+failover happened, or the URL points at a standby), 2 for bad usage or configuration.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from ._manager import Manager
 __all__ = ["main"]
 
 _COLUMNS = ("node", "role", "up", "lag", "latency", "pool", "error")
+#: The error column is one line, cut to this many characters (``--json`` has it in full).
+_ERROR_WIDTH = 100
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,10 +61,21 @@ def _rows(report: list[dict[str, Any]]) -> list[tuple[str, ...]]:
                 _seconds(entry["lag"]) if entry["up"] else "-",
                 _seconds(entry["latency"]) if entry["up"] else "-",
                 f"{pool['acquired']}/{pool['size']} (max {pool['max_size']})",
-                " ".join((entry["last_error"] or "").split()),
+                _one_line(_problem(entry)),
             )
         )
     return rows
+
+
+def _problem(entry: dict[str, Any]) -> str:
+    if entry["role"] == "primary" and entry["up"] and entry.get("read_only"):
+        return "NOT WRITABLE: the primary is in recovery / read-only"
+    return str(entry["last_error"] or "")
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _ERROR_WIDTH else text[: _ERROR_WIDTH - 3] + "..."
 
 
 def _print_table(report: list[dict[str, Any]], out: TextIO) -> None:
@@ -117,5 +131,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         out.write("\n")
     else:
         _print_table(report, out)
-    primary_up = any(entry["role"] == "primary" and entry["up"] for entry in report)
-    return 0 if primary_up else 1
+    primary_ok = any(
+        entry["role"] == "primary" and entry["up"] and not entry.get("read_only") for entry in report
+    )
+    return 0 if primary_ok else 1

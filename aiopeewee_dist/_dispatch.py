@@ -52,9 +52,11 @@ class Dispatcher:
         if policy.mode is None or _context.current_transaction() is not None:
             return await run(target)  # inside a transaction, the commit records it
         if not policy.tracks_positions:
-            result = await run(target)
-            policy.record_write()
-            return result
+            try:
+                return await run(target)
+            finally:
+                # Also when it failed: a write whose outcome is unknown may have committed.
+                policy.record_write()
         # The position must be read on the session that wrote (MariaDB's @@last_gtid).
         async with target.connection():
             result = await run(target)

@@ -8,11 +8,13 @@
      │    ├── PoolTimeout          no connection free within ``acquire_timeout``
      │    └── PoolClosed           the node's pool is closed
      ├── NodeUnavailable           (also peewee.OperationalError)  connect failed, connection broke
+     │    └── NodeRejected         it refused us for good: credentials, database, host, TLS
      ├── QueryTimeout              (also peewee.OperationalError)  a statement exceeded ``query_timeout``
      ├── RoutingError                                   no such node, write sent to a replica
      │    ├── ReadOnlyError                             write inside ``manager.read_only()``
      │    ├── NoHealthyReplica                          no eligible replica and ``fallback="raise"``
      │    └── ShardKeyError                             sharding: no shard key, or no shard for it
+     ├── SyncQueryError            (also peewee.InterfaceError)  a managed model queried synchronously
      ├── TransactionError                               a transaction block used wrongly
      │    ├── CrossShardError                           another shard touched in a shard transaction
      │    └── CommitOutcomeUnknown (also peewee.OperationalError)  connection lost during COMMIT
@@ -34,6 +36,7 @@ __all__ = [
     "CrossShardError",
     "EventLoopError",
     "NoHealthyReplica",
+    "NodeRejected",
     "NodeUnavailable",
     "PoolClosed",
     "PoolError",
@@ -43,6 +46,7 @@ __all__ = [
     "RoutingError",
     "ShardError",
     "ShardKeyError",
+    "SyncQueryError",
     "TransactionError",
 ]
 
@@ -76,6 +80,27 @@ class NodeUnavailable(AioPeeweeDistError, peewee.OperationalError):
     """
 
 
+class NodeRejected(NodeUnavailable):
+    """The node refused the connection for a reason retrying will not cure.
+
+    ``cause`` is one of ``"wrong credentials"``, ``"unknown database"``, ``"unknown host"``,
+    ``"TLS refused"``; ``advice`` says what to change. The health monitor ejects such a
+    node at once, and opening a manager whose primary is rejected fails.
+    """
+
+    def __init__(self, message: str, *, cause: str, advice: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.advice = advice
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _rebuild_rejected, (str(self), self.cause, self.advice)
+
+
+def _rebuild_rejected(message: str, cause: str, advice: str) -> NodeRejected:
+    return NodeRejected(message, cause=cause, advice=advice)
+
+
 class QueryTimeout(AioPeeweeDistError, peewee.OperationalError):
     """A statement ran longer than the node's ``query_timeout``; its connection was discarded.
 
@@ -98,6 +123,12 @@ class NoHealthyReplica(RoutingError):
 class ShardKeyError(RoutingError):
     """A sharded operation has no shard key (the message names the model and field), the key
     cannot be hashed, or a placement strategy named a shard that does not exist."""
+
+
+class SyncQueryError(AioPeeweeDistError, peewee.InterfaceError):
+    """Peewee tried to run a query synchronously (a lazy relation such as ``post.author``,
+    ``Model.create()``, ``instance.save()``) on a model used through a manager; the message
+    names the awaitable to use instead (``manager.related()``, ``manager.create()``, ...)."""
 
 
 class TransactionError(AioPeeweeDistError):

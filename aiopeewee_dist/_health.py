@@ -8,6 +8,10 @@ T holds every commit acknowledged before T. A read at time ``now`` therefore see
 data at most ``now - T`` old, which is what ``max_lag`` bounds (the time since the
 check counts too, so the bound holds between checks).
 
+The same pairs carry wall-clock times too (``fresh_since``): read-your-writes compares
+them with the time a context's last write was acknowledged, which a token carries to
+other requests and processes (see :mod:`._consistency`).
+
 A node is ejected after ``eject_after`` consecutive failed checks, or at once when
 a query finds it unreachable, and readmitted after ``readmit_after`` good ones.
 """
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import PoolTimeout
 from ._periodic import Periodic
 from ._replication import NodeStatus, Position, parse_status, status_sql
+from ._verify import rejection
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -47,6 +52,7 @@ class NodeHealth:
         "ejections",
         "failures",
         "fresh_as_of",
+        "fresh_since",
         "last_error",
         "latency",
         "readmissions",
@@ -68,6 +74,8 @@ class NodeHealth:
         #: Times the node was taken out of / brought back into the rotation (for telemetry).
         self.ejections = 0
         self.readmissions = 0
+        #: The same instant in wall-clock time (``time.time()``), comparable with write tokens.
+        self.fresh_since: float | None = None
 
     @property
     def position(self) -> Position | None:
@@ -85,6 +93,14 @@ class NodeHealth:
     def staleness(self, now: float) -> float | None:
         """Upper bound on how old the node's data is at ``now``; None if unknown."""
         return None if self.fresh_as_of is None else max(now - self.fresh_as_of, 0.0)
+
+    def holds_writes_before(self, written_at: float) -> bool:
+        """Proven: the node holds every commit acknowledged before wall-clock ``written_at``.
+
+        Strictly after: the check that dated the position started after the write was
+        acknowledged, so the primary's position it read includes that write.
+        """
+        return self.fresh_since is not None and self.fresh_since > written_at
 
 
 class HealthMonitor:
@@ -108,7 +124,8 @@ class HealthMonitor:
         self.eject_after = eject_after
         self.readmit_after = readmit_after
         self._on_writable_replica = on_writable_replica
-        self._history: deque[tuple[float, Position]] = deque(
+        # (monotonic time, wall-clock time, primary position read by a check started then)
+        self._history: deque[tuple[float, float, Position]] = deque(
             maxlen=max(_HISTORY_MIN, math.ceil(_HISTORY_SECONDS / interval))
         )
         self._periodic = Periodic("aiopeewee_dist.health", self.check, interval, logger)
@@ -132,35 +149,47 @@ class HealthMonitor:
     async def check(self) -> None:
         """One round: the primary first (its position dates the replicas'), then the replicas."""
         primary = self._primary()
-        started = time.monotonic()
+        started, started_wall = time.monotonic(), time.time()
         primary_status = await self._check(primary)
         if primary_status is not None and not primary_status.is_replica and primary_status.position:
-            self._record_primary_position(started, primary_status.position)
+            self._record_primary_position(started, started_wall, primary_status.position)
             primary.health.fresh_as_of = started
+            primary.health.fresh_since = started_wall
         replicas = list(self._replicas())
         statuses = await asyncio.gather(*(self._check(node) for node in replicas))
         for node, status in zip(replicas, statuses, strict=True):
             if status is not None and status.position is not None:
-                fresh = self._fresh_as_of(status.position)
-                if fresh is not None:
-                    node.health.fresh_as_of = max(fresh, node.health.fresh_as_of or fresh)
+                self._date_replica(node, status.position)
         self.rounds += 1
         await self._detect_failover(primary, primary_status, replicas, statuses)
 
-    def _record_primary_position(self, checked_at: float, position: Position) -> None:
+    def _record_primary_position(self, checked_at: float, wall: float, position: Position) -> None:
         # Unchanged since the last check (an idle primary): a replica at this position holds
         # every commit acknowledged before the newer check too, so the newer time replaces
         # the older one and an idle primary does not fill the history.
-        if self._history and self._history[-1][1] == position:
-            self._history[-1] = (checked_at, position)
+        if self._history and self._history[-1][2] == position:
+            self._history[-1] = (checked_at, wall, position)
         else:
-            self._history.append((checked_at, position))
+            self._history.append((checked_at, wall, position))
+
+    def _covered(self, replayed: Position) -> tuple[float, float] | None:
+        """(monotonic, wall) time of the newest primary position that ``replayed`` covers."""
+        for checked_at, wall, position in reversed(self._history):
+            if replayed.covers(position):
+                return checked_at, wall
+        return None
 
     def _fresh_as_of(self, replayed: Position) -> float | None:
-        for checked_at, position in reversed(self._history):
-            if replayed.covers(position):
-                return checked_at
-        return None
+        covered = self._covered(replayed)
+        return None if covered is None else covered[0]
+
+    def _date_replica(self, node: Node, replayed: Position) -> None:
+        """Set the replica's freshness from the newest primary position it covers (never backwards)."""
+        covered = self._covered(replayed)
+        if covered is not None:
+            health = node.health
+            health.fresh_as_of = max(covered[0], health.fresh_as_of or covered[0])
+            health.fresh_since = max(covered[1], health.fresh_since or covered[1])
 
     async def _check(self, node: Node) -> NodeStatus | None:
         sql = status_sql(node.replication_dialect)
@@ -195,6 +224,9 @@ class HealthMonitor:
         health.successes = 0
         health.failures += 1
         health.last_error = f"{type(exc).__name__}: {exc}"
+        # A node that refuses us for good (credentials, database, host, TLS) is down now:
+        # waiting for eject_after failures would report it "up" with an auth error meanwhile.
+        eject_now = eject_now or rejection(exc) is not None
         if health.up and (eject_now or health.failures >= self.eject_after):
             health.up = False
             health.ejections += 1
@@ -242,6 +274,8 @@ class HealthMonitor:
             lag = health.staleness(health.checked_at) if health.checked_at is not None else None
         return {
             "up": health.up,
+            # Whether the server says it is a replica (in recovery / read_only); None if unknown.
+            "read_only": health.status.is_replica if health.status is not None else None,
             "latency": health.latency,
             "lag": lag,
             "position": str(health.position) if health.position else None,

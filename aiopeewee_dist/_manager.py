@@ -21,7 +21,8 @@ from ._node import Node, NodeRef, Role
 from ._observe import StatementObserver
 from ._options import MAX_CHUNK, PoolOptions, ReplicaPolicy, count, parse_weight
 from ._providers import TopologyFollower, TopologyProvider, follow_provider
-from ._query import first_page, is_write, is_write_sql
+from ._query import first_page, is_write
+from ._rawsql import prepare_raw_sql
 from ._router import Router, Strategy, StrategyName
 from ._schema import create_tables, drop_tables
 from ._shortcuts import ModelShortcuts
@@ -29,6 +30,7 @@ from ._streams import RowStream
 from ._templates import insert_lookup_for, lookup_for
 from ._topology import check_dialects, make_node, replica_items, urls_from_env
 from ._transactions import TransactionMethods
+from ._verify import open_nodes
 
 __all__ = ["Manager"]
 
@@ -58,8 +60,8 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
       ``eject_after`` / ``readmit_after`` (consecutive failed / good checks);
     - ``max_lag`` (s): replicas whose data may be older leave the read rotation;
     - ``fallback``: ``"primary"`` or ``"raise"`` (``NoHealthyReplica``) with no eligible replica;
-    - ``read_your_writes``: ``"sticky"`` (primary for ``sticky_seconds`` after a write),
-      ``"causal"`` (replicas that replayed the write; wait up to ``causal_wait``) or None;
+    - ``read_your_writes``: ``"fresh"`` (replicas proven to hold the context's last write,
+      else the primary; see ``_consistency``), ``"causal"``, ``"sticky"`` (deprecated) or None;
     - ``auto_failover``: promote a replica that starts accepting writes while the
       primary is down or read-only.
 
@@ -86,10 +88,11 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
         readmit_after: int = 2,
         max_lag: float | None = None,
         fallback: str = "primary",
-        read_your_writes: ConsistencyMode | None = "sticky",
-        sticky_seconds: float = 2.0,
+        read_your_writes: ConsistencyMode | None = "fresh",
+        sticky_seconds: float | None = None,
         causal_wait: float = 0.0,
         auto_failover: bool = True,
+        log_params: bool = False,
     ) -> None:
         try:
             self.options = PoolOptions(
@@ -115,8 +118,8 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
         except ConfigurationError as exc:
             raise ConfigurationError(f"Manager: {exc}") from None
         self.auto_failover = bool(auto_failover)
-        #: Statement telemetry given to every node, also those added later (``aiopeewee_dist.telemetry``).
-        self.telemetry: StatementObserver | None = None
+        self.telemetry: StatementObserver | None = None  # every node's, also later ones (.telemetry)
+        self._log_params = bool(log_params)
         self._build(primary, replicas, policy, strategy=strategy, max_lag=max_lag, fallback=fallback)
 
     def _build(
@@ -160,11 +163,10 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
     def _new_node(
         self, url: str, *, default_name: str, role: Role, name: str | None = None, weight: float | None = None
     ) -> Node:
-        node = make_node(
-            url, default_name=default_name, role=role, base=self.options, name=name, weight=weight
-        )
-        node.telemetry = self.telemetry
-        return node
+        return make_node(
+            url, default_name=default_name, role=role, base=self.options, name=name, weight=weight,
+            log_params=self._log_params, telemetry=self.telemetry,
+        )  # fmt: skip
 
     @classmethod
     def from_env(
@@ -217,9 +219,9 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
         database: peewee.Database = self._database
         return database
 
-    async def connect(self) -> None:
-        """Open every node's pool now (``min_size`` connections each) and start the monitor."""
-        await self._router.open()
+    async def connect(self, *, verify: bool = True) -> None:
+        """Open the pools and start the monitor; ``verify``: check the primary (see ``_verify``)."""
+        await open_nodes(self._router.primary, self._router.replicas, self._monitor, verify=verify)
         self._ensure_monitor()
 
     async def close(self) -> None:
@@ -314,7 +316,7 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
         return self._consistency.mode
 
     @property
-    def sticky_seconds(self) -> float:
+    def sticky_seconds(self) -> float | None:
         """The ``sticky_seconds`` the manager was made with."""
         return self._consistency.sticky_seconds
 
@@ -430,10 +432,13 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
             async for row in rows:
                 yield row
 
-    async def raw_sql(self, sql: str, params: Sequence[Any] = (), *, node: NodeRef = None) -> Any:
-        """Run SQL text; reads return a list of tuples, writes the row count."""
+    async def raw_sql(
+        self, sql: str, params: Sequence[Any] = (), *, node: NodeRef = None, multiple_statements: bool = False
+    ) -> Any:
+        """SQL text (``%s`` placeholders, one statement); a list of tuples, or a write's row count."""
         args = tuple(params)
-        if is_write_sql(sql):
+        sql, writes = prepare_raw_sql(sql, self._router.primary.dialect, bool(args), multiple_statements)
+        if writes:
             result = await self._dispatch.write(lambda target: target.run_sql(sql, args, write=True), node)
         else:
             result = await self._dispatch.read(lambda target: target.run_sql(sql, args, write=False), node)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -24,6 +25,7 @@ from ._query import compile_query, shape_result
 from ._replication import Position, parse_position, position_sql
 from ._rows import model_rows
 from ._shapes import shape_of, statement_for
+from ._sqllog import SQL_LOGGER, log_statement
 from ._templates import Lookup, Template, template_for
 from ._transaction import Transaction
 from ._url import DatabaseURL
@@ -59,6 +61,7 @@ class Node:
         self.name = name
         self.role: Role = role
         self.weight = weight
+        self.log_params = False  # whether aiopeewee_dist.sql's DEBUG lines show parameter values
         self.driver = get_driver(url.backend)
         options = options or PoolOptions()
         self._read_pool: ConnectionPool | None = None
@@ -301,13 +304,14 @@ class Node:
                     else driver.execute_after(conn, begin, sql, params)
                 )
                 result = await (call if timeout is None else bounded(call, timeout))
-        except asyncio.TimeoutError:
-            # The cancelled statement left the connection mid-protocol; breaks() makes
-            # the caller discard it.
-            counters[self.ERRORS] += 1
-            raise QueryTimeout(f"node {self.name!r}: statement exceeded query_timeout={timeout:g}s") from None
         except Exception as exc:
             counters[self.ERRORS] += 1
+            if SQL_LOGGER.isEnabledFor(logging.DEBUG):
+                log_statement(self.name, sql, params, start, None, exc, self.log_params)
+            if isinstance(exc, asyncio.TimeoutError):
+                # The cancelled statement left the connection mid-protocol: breaks() discards it.
+                limit = f"query_timeout={timeout:g}s"
+                raise QueryTimeout(f"node {self.name!r}: statement exceeded {limit}") from None
             if driver.is_closed(conn):
                 # The server went away (restart, failover, network): the idle connections are
                 # most likely dead too, and each would fail one more caller's statement.
@@ -315,6 +319,8 @@ class Node:
                 raise NodeUnavailable(f"node {self.name!r}: connection lost: {exc}") from exc
             raise
         self.latencies.append(time.perf_counter() - start)
+        if SQL_LOGGER.isEnabledFor(logging.DEBUG):  # one cached level check when DEBUG is off
+            log_statement(self.name, sql, params, start, result, None, self.log_params)
         return result
 
     async def probe(self, sql: str, timeout: float) -> Any:

@@ -18,9 +18,10 @@ from typing import Any
 
 from ._bounded import bounded
 from ._drivers import Driver
-from ._errors import EventLoopError, NodeUnavailable, PoolClosed, PoolTimeout
+from ._errors import EventLoopError, PoolClosed, PoolTimeout
 from ._options import PoolOptions
 from ._url import DatabaseURL
+from ._verify import connect_error
 
 __all__ = ["ConnectionPool", "PooledConnection"]
 
@@ -282,7 +283,7 @@ class ConnectionPool:
             if isinstance(exc, Exception):
                 reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc).strip()
                 where = f"node {self.name!r} ({self.url.obscured()})"
-                raise NodeUnavailable(f"{where}: cannot connect: {reason}") from exc
+                raise connect_error(where, reason, exc) from exc
             raise
         self._counters[self.CONNECTIONS_OPENED] += 1
         # Up to 5% jitter so connections opened together do not all expire together.

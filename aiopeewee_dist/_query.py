@@ -16,6 +16,7 @@ import peewee
 
 from ._compat import WriteQuery, cursor_wrapper
 from ._drivers import Result
+from ._guard import guard_model
 from ._rows import insert_rows, model_rows
 
 # peewee's type stubs leave out the query internals this module works with.
@@ -77,8 +78,17 @@ def _prepare(query: Any, database: Any) -> Any:
     return query
 
 
+def _guard(query: Any) -> None:
+    # Every model a manager runs gets the sync guard (once): its lazy relations and sync
+    # calls then say what to await instead of "Query must be bound to a database".
+    model = getattr(query, "model", None)
+    if model is not None:
+        guard_model(model)
+
+
 def compile_query(query: Any, database: Any) -> tuple[Any, str, tuple[Any, ...]]:
     """``(query as executed, sql, params)`` for ``database``'s dialect."""
+    _guard(query)
     query = _prepare(query, database)
     sql, params = database.get_sql_context().sql(query).query()
     return query, sql, tuple(params)
@@ -91,6 +101,7 @@ def shape_result(query: Any, database: Any, result: Result) -> Any:
     primary key (a list of keys for multi-row inserts where the server returns
     them); updates and deletes give the row count, or rows with ``.returning()``.
     """
+    _guard(query)
     if isinstance(query, _pw.Insert):
         if query._return_cursor:
             return list(cursor_wrapper(query, result))

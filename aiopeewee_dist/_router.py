@@ -7,8 +7,8 @@ Order of precedence, first match wins:
 3. The task's open transaction on one of this router's nodes: everything goes there.
 4. A ``using(name)`` / ``primary()`` context.
 5. Writes and locking reads (``FOR UPDATE`` / ``FOR SHARE``) go to the primary.
-6. Reads right after a write in the same context go to the primary (``sticky``) or
-   to replicas that have replayed it (``causal``); see :mod:`._consistency`.
+6. Reads after a write in the same context go only to replicas proven to hold it
+   (``fresh``, ``causal``), else to the primary; see :mod:`._consistency`.
 7. Other reads go to an eligible replica (up, and within ``max_lag``) chosen by the
    strategy; with none, to the primary (``fallback="primary"``) or
    :class:`NoHealthyReplica` (``fallback="raise"``).
@@ -134,6 +134,8 @@ class Router:
     STICKY_HITS = "sticky_hits"
     CAUSAL_PRIMARY = "causal_primary_reads"
     CAUSAL_REPLICA = "causal_replica_reads"
+    FRESH_PRIMARY = "fresh_primary_reads"
+    FRESH_REPLICA = "fresh_replica_reads"
     FALLBACK_POLICIES = ("primary", "raise")
 
     def __init__(
@@ -324,14 +326,14 @@ class Router:
             self.counters[self.STICKY_HITS] += 1
             return self.primary
         candidates = self.eligible_replicas(exclude)
-        needed = consistency.required_position()
-        if needed is not None and candidates:
-            covering = covering_replicas(candidates, needed)
-            if not covering:
-                self.counters[self.CAUSAL_PRIMARY] += 1
+        proven = consistency.proven_replicas(candidates) if candidates else None
+        if proven is not None:
+            prefix = "fresh" if consistency.mode == "fresh" else "causal"
+            if not proven:
+                self.counters[f"{prefix}_primary_reads"] += 1  # CAUSAL_PRIMARY / FRESH_PRIMARY
                 return self.primary
-            self.counters[self.CAUSAL_REPLICA] += 1
-            candidates = covering
+            self.counters[f"{prefix}_replica_reads"] += 1
+            candidates = proven
         if not candidates:
             if self.fallback == "raise":
                 raise NoHealthyReplica(self._no_replica_reason(exclude))

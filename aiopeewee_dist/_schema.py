@@ -8,6 +8,7 @@ from typing import Any
 import peewee
 
 from ._compat import create_indexes, create_sequence, create_table, drop_table
+from ._guard import guard_model
 from ._node import Node
 
 __all__ = ["create_tables", "drop_tables"]
@@ -19,6 +20,8 @@ _pw: Any = peewee
 async def create_tables(node: Node, models: Sequence[type[peewee.Model]], *, safe: bool = True) -> None:
     """Tables (with indexes and sequences) for ``models`` on ``node``, dependencies first."""
     database = node.database
+    for model in models:
+        guard_model(model)  # a model's first use may be its table: sync calls then explain too
     for model in _pw.sort_models(models):
         schema = _pw.SchemaManager(model, database=database)
         # No "IF NOT EXISTS" for indexes in this dialect: skip tables already there.

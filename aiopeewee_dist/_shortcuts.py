@@ -258,3 +258,34 @@ class ModelShortcuts(QueryRunner):
                 for rel in rel_map.get(pq.model, ()):
                     rel.populate_instance(instance, deps[rel.model])
         return rows
+
+    async def related(self, instance: peewee.Model, name: str, *, node: NodeRef = None) -> Any:
+        """Load one relation of ``instance`` asynchronously: what ``instance.<name>`` gives in Peewee.
+
+        A foreign key (``await manager.related(post, "author")``) gives the related model
+        instance (None if the key is NULL) and caches it on ``instance``, so ``post.author``
+        works afterwards without a query; a back-reference (``await manager.related(user,
+        "posts")``) gives the list of related instances.
+        """
+        obj: Any = instance  # peewee's stubs omit Model internals
+        meta = obj._meta
+        field = meta.fields.get(name)
+        if isinstance(field, _pw.ForeignKeyField):
+            if name in obj.__rel__:
+                return obj.__rel__[name]
+            key = obj.__data__.get(field.name)
+            if key is None:
+                return None
+            target = await self.get(field.rel_model, field.rel_field == key, node=node)
+            setattr(obj, name, target)
+            return target
+        backref = getattr(type(obj), name, None)
+        if isinstance(backref, _pw.BackrefAccessor):
+            return list(await self.execute(getattr(obj, name), node=node))
+        relations = sorted(
+            [f.name for f in meta.fields.values() if isinstance(f, _pw.ForeignKeyField)]
+            + [fk.backref for fk in meta.backrefs if fk.backref != "+"]
+        )
+        raise AttributeError(
+            f"{type(obj).__name__} has no relation {name!r} (its relations: {', '.join(relations) or 'none'})"
+        )

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ._errors import ConfigurationError
 from ._node import Node, Role
+from ._observe import StatementObserver
 from ._options import PoolOptions, parse_weight, validate_node_name
 from ._url import parse_url
 
@@ -21,9 +22,13 @@ def make_node(
     base: PoolOptions,
     name: str | None = None,
     weight: float | None = None,
+    log_params: bool = False,
+    telemetry: StatementObserver | None = None,
 ) -> Node:
     """A node for ``url``: its URL's node options (``name``, ``weight``, pool limits) override
-    ``base``; ``name`` and ``weight``, when given, override the URL's."""
+    ``base``; ``name`` and ``weight``, when given, override the URL's; ``log_params``: show
+    parameter values in the ``aiopeewee_dist.sql`` DEBUG lines; ``telemetry``: the manager's
+    statement observer, if any."""
     parsed = parse_url(url)
     node_name = validate_node_name(name or parsed.node_options.get("name") or default_name)
     overrides = {k: v for k, v in parsed.node_options.items() if k not in ("name", "weight")}
@@ -33,7 +38,10 @@ def make_node(
     except ConfigurationError as exc:
         raise ConfigurationError(f"node {node_name!r}: {exc}") from None
     node_weight = url_weight if weight is None else parse_weight(weight)
-    return Node(parsed, name=node_name, role=role, options=options, weight=node_weight)
+    node = Node(parsed, name=node_name, role=role, options=options, weight=node_weight)
+    node.log_params = log_params
+    node.telemetry = telemetry
+    return node
 
 
 def replica_items(replicas: Sequence[str] | Mapping[str, str]) -> Iterable[tuple[str | None, str]]:

@@ -11,7 +11,9 @@
 #   stop [pg|mysql|all]           stop what this script started
 #   destroy                       stop everything and delete the state dir
 #   status                        one line per node
-#   env                           print (and write $STATE/env) the export lines
+#   env                           print (and write $STATE/env) the export lines: AIOPD_* per
+#                                 node, and DATABASE_URL / DATABASE_REPLICA_URLS (the PostgreSQL
+#                                 primary and standbys) for Manager.from_env() and the CLI
 #   delay NODE SECS               replica replay delay (0 removes it)
 #   pause NODE | resume NODE      pause/resume replay on a replica
 #   down NODE | up NODE           crash a node / start it again
@@ -704,6 +706,8 @@ export AIOPD_PG_REPLICA_2=$(app_url postgresql "${PORT[pg-replica-2]}")
 export AIOPD_MY_PRIMARY=$(app_url mysql "${PORT[my-primary]}")
 export AIOPD_MY_REPLICA=$(app_url mysql "${PORT[my-replica]}")
 export AIOPD_PGBOUNCER=$(app_url postgresql "${PORT[pgbouncer]}")
+export DATABASE_URL=$(app_url postgresql "${PORT[pg-primary]}")
+export DATABASE_REPLICA_URLS=$(app_url postgresql "${PORT[pg-replica-1]}"),$(app_url postgresql "${PORT[pg-replica-2]}")
 EOF
   )
   echo "$lines"

@@ -192,8 +192,9 @@ async def walk(api: Api) -> None:
     await api("PUT", "/api/user", 422, token=a, json={"user": {"email": ""}})
 
     # Articles: create, read back immediately (the replicas are behind), validation, auth.
+    # tagList sent out of order, as RealWorld's Postman collection does: it expects it back sorted.
     new = {"title": "How to train your dragon", "description": "Ever wonder how?", "body": "Very carefully.",
-           "tagList": ["dragons", "training"]}  # fmt: skip
+           "tagList": ["training", "dragons"]}  # fmt: skip
     created = (await api("POST", "/api/articles", 201, token=a, json={"article": new}))["article"]
     slug = created["slug"]
     assert slug == "how-to-train-your-dragon" and created["tagList"] == ["dragons", "training"]
@@ -384,13 +385,13 @@ async def test_conduit_on_postgres_with_lagging_replicas(
     settings = Settings(
         database_url=cluster.PG_PRIMARY, replica_urls=list(cluster.PG_REPLICAS), table_prefix=PREFIX
     )
-    manager = Manager(settings.database_url, settings.replica_urls, sticky_seconds=2.0, acquire_timeout=5.0)
+    manager = Manager(settings.database_url, settings.replica_urls, acquire_timeout=5.0)
     try:
         contract.seen.clear()
         await run_walk(manager, contract, settings)
         router = manager.stats()["router"]
         # Reads right after this client's writes went to the primary because of its token ...
-        assert router.get("sticky_hits", 0) > 10, router
+        assert router.get("fresh_primary_reads", 0) > 10, router
         # ... and a client without a token reads from the standbys.
         app = create_app(settings, manager)
         async with httpx.AsyncClient(

@@ -87,8 +87,8 @@ def test_managers_keep_their_internals_private(tmp_path: Path) -> None:
     manager = aiopeewee_dist.Manager(f"sqlite:///{tmp_path / 'p.db'}")
     for name in ("router", "monitor", "consistency_policy"):
         assert not hasattr(manager, name)
-    assert manager.read_your_writes == "sticky"
-    assert manager.sticky_seconds == 2.0
+    assert manager.read_your_writes == "fresh"
+    assert manager.sticky_seconds is None
 
 
 def test_both_managers_satisfy_the_protocol(tmp_path: Path) -> None:

@@ -225,9 +225,10 @@ async def test_database_follows_the_primary_after_failover(tmp_path: Path) -> No
 async def test_writes_through_the_database_count_for_read_your_writes(
     cluster_topology: Topology,
 ) -> None:
-    """After an ``AioModel`` write, the manager's reads in that context see it (sticky mode)."""
+    """After an ``AioModel`` write, the manager's reads in that context see it (the default mode:
+    with no health monitor to prove a replica caught up, the primary serves them)."""
     topology = cluster_topology
-    m = topology.manager(read_your_writes="sticky", sticky_seconds=60.0)
+    m = topology.manager(read_your_writes="fresh")
     db = m.database
     AioAuthor = aio_author(db)
     try:

@@ -200,6 +200,12 @@ class AsyncpgDriver(PostgresDriver):
                 rows, status, stmt = await _compat.asyncpg_run(conn, query, params)
             except asyncpg.DataError as exc:
                 rows, status, stmt = await self._retry_cast(conn, query, params, exc)
+            except asyncpg.PostgresSyntaxError as exc:
+                if params or "multiple commands" not in str(exc):
+                    raise
+                # Several statements (raw_sql(multiple_statements=True)) cannot be prepared: the
+                # simple query protocol runs them all, returning the last one's status only.
+                return Result([], None, _rowcount(await conn.execute(sql)))
         except asyncpg.PostgresError as exc:
             raise translate(exc) from exc
         return Result(list(map(tuple, rows)), _description(stmt), _rowcount(status))

@@ -49,6 +49,8 @@ DEFAULT_PRIMARY_HEADER = "X-DB-Primary"
 #: Methods that must not change data (RFC 9110 "safe"): their reads may go to replicas.
 SAFE_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
+#: Fresh mode's cookie lifetime; renewed while the write is unproven on some replica.
+FRESH_COOKIE_MAX_AGE = 3600
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,10 @@ class ScopeOptions:
       when clients are not trusted to add load to the primary);
     - ``safe_methods``: methods whose reads may go to replicas; every other method runs on
       the primary;
-    - ``cookie_max_age`` (seconds, None = derived from the manager: the sticky window
-      rounded up, or 60 s in causal mode), ``cookie_path``, ``cookie_secure``,
+    - ``cookie_max_age`` (seconds, None = derived from the manager: an hour in the default
+      ``fresh`` mode, renewed on every response while some replica has not been proven to
+      hold the write; the sticky window rounded up in sticky mode; 60 s in causal mode),
+      ``cookie_path``, ``cookie_secure``,
       ``cookie_httponly``, ``cookie_samesite``: attributes of the cookie.
     """
 
@@ -91,8 +95,14 @@ class ScopeOptions:
         """The cookie's lifetime: past it the token would no longer change any routing."""
         if self.cookie_max_age is not None:
             return self.cookie_max_age
-        if manager.read_your_writes == "sticky":
-            return max(1, math.ceil(manager.sticky_seconds))
+        mode, sticky = manager.read_your_writes, manager.sticky_seconds
+        if mode == "fresh":
+            window = FRESH_COOKIE_MAX_AGE
+            if sticky is not None:
+                window = min(window, max(1, math.ceil(sticky)))
+            return window
+        if mode == "sticky" and sticky is not None:
+            return max(1, math.ceil(sticky))
         # Causal: a position is moot once every replica replayed it, normally within seconds.
         return 60
 
@@ -142,8 +152,17 @@ class RequestScope:
         return self.session.written_at is not None and self.session.written_at != self._written_before
 
     def response_token(self) -> str | None:
-        """The token to send back: the session's, if the request wrote; None otherwise."""
-        return self.session.token() if self.wrote else None
+        """The token to send back: the session's if the request wrote, or (``fresh`` mode)
+        if the client's token names a write some replica is not yet proven to hold, so that
+        the cookie outlives any lag. None otherwise."""
+        if self.wrote:
+            return self.session.token()
+        written = self.session.written_at
+        if written is None or self.manager.read_your_writes != "fresh":
+            return None
+        if all(node.health.holds_writes_before(written) for node in self.manager.replicas):
+            return None
+        return self.session.token()
 
     @contextmanager
     def force_primary(self) -> Iterator[None]:

@@ -233,6 +233,10 @@ async def _render(
     )
     for article_id, name in tag_rows:
         tags.setdefault(article_id, []).append(name)
+    # RealWorld's clients (and its Postman collection) expect tagList in alphabetical order;
+    # sorted here, not by the server's collation, so every backend gives the same order.
+    for names in tags.values():
+        names.sort()
     counts = dict(
         await db.execute(
             Favorite.select(Favorite.article, peewee.fn.COUNT(Favorite.id))

@@ -25,10 +25,11 @@ class Settings:
     jwt_ttl: int = 30 * 24 * 3600
     #: ``CONDUIT_TABLE_PREFIX``: prepended to every table name (tests use ``cx_``).
     table_prefix: str = ""
-    #: ``CONDUIT_READ_YOUR_WRITES``: ``sticky`` (default) or ``causal``.
-    read_your_writes: str = "sticky"
-    #: ``CONDUIT_STICKY_SECONDS``: sticky mode: a client reads from the primary this long after a write.
-    sticky_seconds: float = 2.0
+    #: ``CONDUIT_READ_YOUR_WRITES``: ``fresh`` (default) or ``causal``.
+    read_your_writes: str = "fresh"
+    #: ``CONDUIT_STICKY_SECONDS``: if set, at most this long after a write a client reads from the
+    #: primary (unset: until a replica is proven to hold the write).
+    sticky_seconds: float | None = None
     #: ``CONDUIT_CORS_ORIGINS``: comma-separated origins allowed to call the API ("*" = any).
     cors_origins: list[str] = field(default_factory=lambda: ["*"])
 
@@ -45,7 +46,7 @@ class Settings:
             jwt_secret=env.get("CONDUIT_JWT_SECRET") or DEV_SECRET,
             jwt_ttl=int(env.get("CONDUIT_JWT_TTL") or cls.jwt_ttl),
             table_prefix=env.get("CONDUIT_TABLE_PREFIX", ""),
-            read_your_writes=env.get("CONDUIT_READ_YOUR_WRITES") or "sticky",
-            sticky_seconds=float(env.get("CONDUIT_STICKY_SECONDS") or cls.sticky_seconds),
+            read_your_writes=env.get("CONDUIT_READ_YOUR_WRITES") or "fresh",
+            sticky_seconds=float(sticky) if (sticky := env.get("CONDUIT_STICKY_SECONDS")) else None,
             cors_origins=items("CONDUIT_CORS_ORIGINS", "*"),
         )

@@ -10,6 +10,7 @@ import cluster
 import pytest
 from cluster import run_cluster, until
 
+from aiopeewee_dist import QueryTimeout
 from chaos.invariants import chaos_topology, check_invariants
 from chaos.scenario import REPLICA_NODE, fresh_table, restore
 from chaos.workload import ChaosRow, Ledger, Load
@@ -83,3 +84,29 @@ async def test_stale_reads_are_counted(tmp_path: Path) -> None:
         await restore("pg")
     await asyncio.sleep(0)
     assert load.stale_reads
+
+
+async def test_verification_does_not_inherit_the_scenarios_fault_settings(tmp_path: Path) -> None:
+    """The ledger is read on a manager of its own: with the scenario's tiny query_timeout, the
+    full-table read of a large ledger timed out (seen on a loaded machine with 0.05 s)."""
+    topology = chaos_topology("sqlite", tmp_path)
+    await fresh_table(topology)
+    rows = {i: i % 7 for i in range(1, 60_001)}
+    setup = topology.manager()
+    try:
+        for start in range(1, len(rows) + 1, 5000):
+            batch = [{"id": i, "amount": rows[i]} for i in range(start, start + 5000)]
+            await setup.insert_many(ChaosRow, batch)
+    finally:
+        await setup.close()
+    ledger = Ledger()
+    ledger.ack(rows)
+    manager = topology.manager(query_timeout=0.005)
+    try:
+        # The fault setting really is too tight for the verification read.
+        with pytest.raises(QueryTimeout):
+            await manager.execute(ChaosRow.select(ChaosRow.id, ChaosRow.amount, ChaosRow.txn).tuples())
+        figures = await check_invariants("verifier", manager, topology, ledger=ledger, report=False)
+    finally:
+        await manager.close()
+    assert figures["lost_writes"] == 0 and figures["acknowledged"] == len(rows)

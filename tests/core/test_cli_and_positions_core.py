@@ -29,7 +29,7 @@ def test_status_table_json_and_exit_codes(monkeypatch: pytest.MonkeyPatch) -> No
         lines = out.getvalue().splitlines()
         assert lines[0].split()[:3] == ["node", "role", "up"]
         assert lines[1].split()[:3] == ["primary", "primary", "yes"]
-        assert lines[3].split()[:3] == ["replica-2", "replica", "NO"] and "down" in lines[3]
+        assert lines[3].split()[:3] == ["replica-2", "replica", "NO"] and "cannot connect" in lines[3]
 
         monkeypatch.setenv("DATABASE_URL", cluster.primary_url)
         monkeypatch.setenv("DATABASE_REPLICA_URLS", f"{cluster.replica_urls[0]}, ")

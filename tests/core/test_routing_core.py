@@ -106,7 +106,8 @@ async def test_least_busy_avoids_a_busy_replica(make_manager: MakeManager, fake:
 
 
 async def test_sticky_reads_after_a_write(make_manager: MakeManager, fake: FakeCluster) -> None:
-    manager = make_manager(read_your_writes="sticky", sticky_seconds=30)
+    with pytest.warns(DeprecationWarning, match="sticky"):
+        manager = make_manager(read_your_writes="sticky", sticky_seconds=30)
     await manager.create_tables([Item])
     await manager.create(Item, name="a")
     await manager.get(Item, name="a")
