@@ -103,7 +103,7 @@ class NodeHealth:
         return self.fresh_since is not None and self.fresh_since > written_at
 
 
-class HealthMonitor:
+class HealthMonitor(Periodic):
     """Background checks of a set of nodes (one primary, its replicas)."""
 
     def __init__(
@@ -128,21 +128,8 @@ class HealthMonitor:
         self._history: deque[tuple[float, float, Position]] = deque(
             maxlen=max(_HISTORY_MIN, math.ceil(_HISTORY_SECONDS / interval))
         )
-        self._periodic = Periodic("aiopeewee_dist.health", self.check, interval, logger)
+        super().__init__("aiopeewee_dist.health", self.check, interval, logger)
         self.rounds = 0
-
-    # -- lifecycle -------------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        return self._periodic.running
-
-    def ensure_running(self) -> None:
-        """Start the background checks in the running loop if they are not running there."""
-        self._periodic.ensure_running()
-
-    async def stop(self) -> None:
-        await self._periodic.stop()
 
     # -- checks ----------------------------------------------------------------------
 

@@ -98,7 +98,7 @@ def check_interval(option: str, value: float, low: float, high: float) -> float:
     return cast(float, seconds(option, value, positive=False, lower=low, upper=high))
 
 
-class TopologyFollower:
+class TopologyFollower(Periodic):
     """Keeps a manager's nodes in line with a provider's snapshots (a background task)."""
 
     def __init__(
@@ -112,17 +112,10 @@ class TopologyFollower:
         self.changes = 0
         self.last_error: str | None = None
         self._lock = asyncio.Lock()
-        self._periodic = Periodic("aiopeewee_dist.follower", self.refresh, self.interval, logger)
-
-    @property
-    def running(self) -> bool:
-        return self._periodic.running
-
-    def ensure_running(self) -> None:
-        self._periodic.ensure_running()
+        super().__init__("aiopeewee_dist.follower", self.refresh, self.interval, logger)
 
     async def stop(self) -> None:
-        await self._periodic.stop()
+        await super().stop()
         await self.provider.close()
 
     async def refresh(self) -> bool:

@@ -667,10 +667,22 @@ parse_part() {
   esac
 }
 
+# The ports sit inside the kernel's ephemeral range (32768-60999): a client socket opened
+# elsewhere (Patroni and etcd start beside this in `make test`) can take one as its source port
+# just before a server binds it ("Address already in use"). Reserving them keeps them for us.
+reserve_ports() {
+  local file=/proc/sys/net/ipv4/ip_local_reserved_ports current ports
+  [[ -w $file ]] || return 0
+  current=$(<"$file")
+  ports=$(IFS=,; echo "${PORT[*]}")
+  echo "${current:+$current,}$ports" >"$file" 2>/dev/null || log "could not reserve ports $ports (continuing)"
+}
+
 verb_start() {
   local t0
   parse_part "${1:-}"
   t0=$(now)
+  reserve_ports
   # Install before going parallel: two apt-get runs would fight over the dpkg lock.
   if [[ ! -x /usr/sbin/pgbouncer || ! -x $PGBIN/postgres || ! -x /usr/sbin/mariadbd ]]; then verb_install; fi
   case $PART in
