@@ -68,10 +68,16 @@ def is_conflict(exc: BaseException) -> bool:
         sqlstate, number = _codes(current)
         if sqlstate in CONFLICT_SQLSTATES or number in CONFLICT_MYSQL_ERRORS:
             return True
-        # Peewee re-raises a driver error as its own type with the original as args[0].
+        # Peewee 4 re-raises a driver error as its own type keeping the original in ``.orig``
+        # (older versions: ``args[0]``), chained as the context too.
         stack.extend(
             e
-            for e in (*current.args[:1], current.__cause__, current.__context__)
+            for e in (
+                getattr(current, "orig", None),
+                *current.args[:1],
+                current.__cause__,
+                current.__context__,
+            )
             if isinstance(e, BaseException)
         )
     return False

@@ -237,3 +237,18 @@ def test_is_conflict_reads_codes_through_wrapping() -> None:
     loop = RuntimeError("self")
     loop.__context__ = loop
     assert not is_conflict(loop)
+
+
+def test_a_conflict_is_found_in_peewees_orig_without_chaining() -> None:
+    # Peewee 4 keeps the driver's error in ``.orig``; a layer that re-raises ``from None`` drops
+    # the chain, and the conflict must still be recognised.
+    import pymysql
+
+    from aiopeewee_dist._retry import is_conflict
+
+    driver_error = pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")
+    wrapped = peewee.OperationalError(driver_error)
+    wrapped.__suppress_context__ = True
+    assert getattr(wrapped, "orig", None) is driver_error
+    assert is_conflict(wrapped)
+    assert not is_conflict(peewee.OperationalError("something else"))
