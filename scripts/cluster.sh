@@ -179,6 +179,8 @@ ensure_state_dir() {
 
 verb_install() {
   local pkgs=()
+  # Also here: `make test` installs before the HA topologies start opening sockets beside us.
+  reserve_ports
   [[ -x /usr/sbin/mariadbd ]] || pkgs+=(mariadb-server)
   [[ -x /usr/sbin/pgbouncer ]] || pkgs+=(pgbouncer)
   [[ -x $PGBIN/postgres ]] || pkgs+=(postgresql-15)
