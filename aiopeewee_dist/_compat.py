@@ -37,6 +37,7 @@ __all__ = [
     "aiosqlite_is_running",
     "aiosqlite_make_daemon",
     "aiosqlite_sqlite_connection",
+    "aiosqlite_stop_detached",
     "asyncpg_attributes",
     "asyncpg_close_portal",
     "asyncpg_close_socket",
@@ -302,6 +303,24 @@ def aiosqlite_interrupt(conn: Any) -> None:
 
 def aiosqlite_is_running(conn: Any) -> bool:
     return bool(conn._running)
+
+
+def aiosqlite_stop_detached(conn: Any) -> None:
+    """Close the connection and end its thread without waiting, as ``conn.stop()`` does, but
+    with no future to answer: ``stop()`` binds one to the running loop, and a thread that gets
+    to it after that loop closed dies with "Event loop is closed"."""
+    from aiosqlite.core import _STOP_RUNNING_SENTINEL  # the driver is an optional extra
+
+    conn._running = False
+
+    def close_and_stop() -> object:
+        raw = conn._connection
+        if raw is not None:
+            raw.close()
+            conn._connection = None
+        return _STOP_RUNNING_SENTINEL
+
+    conn._tx.put_nowait((None, close_and_stop))
 
 
 # -- aiomysql ----------------------------------------------------------------------------

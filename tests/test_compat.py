@@ -6,8 +6,11 @@ here, naming the entry, before it fails somewhere in a query. No server needed.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
+import threading
+import time
 from typing import Any
 
 import aiomysql
@@ -155,6 +158,35 @@ async def test_aiosqlite_internals() -> None:
     finally:
         await conn.close()
     assert not _compat.aiosqlite_is_running(conn)
+
+
+def test_aiosqlite_stop_detached_answers_no_loop() -> None:
+    # A connection terminated by the pool, whose loop then closes before its thread gets to the
+    # stop: the thread must end quietly, with the sqlite3 connection closed.
+    async def open_and_terminate() -> Any:
+        conn = aiosqlite.connect(":memory:")
+        _compat.aiosqlite_make_daemon(conn)
+        await conn
+        raw = _compat.aiosqlite_sqlite_connection(conn)
+        await _compat.aiosqlite_call_in_thread(conn, lambda: time.sleep(0.05))  # keep it busy...
+        blocker = threading.Event()
+        conn._tx.put_nowait((None, blocker.wait))  # ...and hold the thread past the loop's end
+        _compat.aiosqlite_stop_detached(conn)
+        assert not _compat.aiosqlite_is_running(conn)
+        return conn, raw, blocker
+
+    errors: list[threading.ExceptHookArgs] = []
+    previous, threading.excepthook = threading.excepthook, errors.append
+    try:
+        conn, raw, blocker = asyncio.run(open_and_terminate())  # the loop is closed now
+        blocker.set()
+        conn._thread.join(5)
+    finally:
+        threading.excepthook = previous
+    assert not conn._thread.is_alive()
+    assert errors == []
+    with pytest.raises(sqlite3.ProgrammingError):
+        raw.execute("SELECT 1")  # closed
 
 
 async def test_aiomysql_cursor_overrides_and_detach() -> None:

@@ -15,6 +15,7 @@ from .._compat import (
     aiosqlite_is_running,
     aiosqlite_make_daemon,
     aiosqlite_sqlite_connection,
+    aiosqlite_stop_detached,
 )
 from .._url import DatabaseURL, connect_kwargs, sqlite_pragmas
 from ._base import Driver, Result
@@ -94,7 +95,9 @@ class AiosqliteDriver(Driver):
         await conn.close()
 
     def terminate(self, conn: Any) -> None:
-        conn.stop()
+        # Not conn.stop(): the pool terminates connections (a failed ping, a loop change) that
+        # nothing awaits, and stop()'s future would outlive a loop that closes meanwhile.
+        aiosqlite_stop_detached(conn)
 
     def is_closed(self, conn: Any) -> bool:
         return not aiosqlite_is_running(conn)
