@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import cluster
 import pytest
 from conftest import Topology, topology_for
+from migration_files import CREATE, write
 
 from aiopeewee_dist import Manager, ShardedManager
 from aiopeewee_dist.migrate import MigrationError, MigrationLockTimeout, Migrations
@@ -21,18 +21,6 @@ from aiopeewee_dist.migrate import MigrationError, MigrationLockTimeout, Migrati
 OPTIONS: dict[str, Any] = {"health_check_interval": None, "read_your_writes": None, "acquire_timeout": 5.0}
 TABLES = ("mig_note", "aiopeewee_migrations")
 
-CREATE = """
-import peewee
-
-class Note(peewee.Model):
-    text = peewee.CharField(max_length=40)
-    class Meta:
-        table_name = "mig_note"
-
-def up(migrator):
-    with migrator.database.bind_ctx([Note]):
-        migrator.database.create_tables([Note])
-"""
 ADD_STARS = """
 import peewee
 from playhouse.migrate import migrate
@@ -47,13 +35,6 @@ from playhouse.migrate import migrate
 def up(migrator):
     migrate(migrator.add_index("mig_note", ("stars",)), migrator.rename_column("mig_note", "text", "body"))
 """
-
-
-def write(folder: Path, files: dict[str, str]) -> Path:
-    folder.mkdir(exist_ok=True)
-    for name, code in files.items():
-        (folder / name).write_text(textwrap.dedent(code))
-    return folder
 
 
 def full_folder(path: Path, pause: str = "pass") -> Path:

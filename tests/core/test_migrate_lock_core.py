@@ -8,35 +8,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from migration_files import CREATE, write
 
 from aiopeewee_dist import Manager
 from aiopeewee_dist.migrate import MigrationLockTimeout, Migrations
 from aiopeewee_dist.testing import FakeServer
 from core.fakes import QUIET
 
-CREATE = """
-import peewee
-
-class Note(peewee.Model):
-    text = peewee.CharField(max_length=40)
-    class Meta:
-        table_name = "mig_note"
-
-def up(migrator):
-    with migrator.database.bind_ctx([Note]):
-        migrator.database.create_tables([Note])
-"""
 BROKEN = """
 def up(migrator):
     raise RuntimeError("migration 0002 is broken")
 """
-
-
-def folder(path: Path, files: dict[str, str]) -> Path:
-    path.mkdir()
-    for name, text in files.items():
-        (path / name).write_text(text)
-    return path
 
 
 @pytest.fixture
@@ -58,7 +40,7 @@ async def test_a_deploy_waits_for_the_lock_then_times_out(
     managers: tuple[Manager, Manager], tmp_path: Path
 ) -> None:
     deploy, other = managers
-    migrations = Migrations(folder(tmp_path / "m", {"0001_create.py": CREATE}), lock_timeout=0.3)
+    migrations = Migrations(write(tmp_path / "m", {"0001_create.py": CREATE}), lock_timeout=0.3)
     loop = asyncio.get_running_loop()
     async with other.transaction():
         await other.raw_sql("CREATE TABLE held (x INTEGER)")  # holds the write lock
@@ -74,7 +56,7 @@ async def test_lock_released_when_it_frees_within_the_timeout(
     managers: tuple[Manager, Manager], tmp_path: Path
 ) -> None:
     deploy, other = managers
-    migrations = Migrations(folder(tmp_path / "m", {"0001_create.py": CREATE}), lock_timeout=5.0)
+    migrations = Migrations(write(tmp_path / "m", {"0001_create.py": CREATE}), lock_timeout=5.0)
     held, release = asyncio.Event(), asyncio.Event()
 
     async def hold() -> None:
@@ -98,7 +80,7 @@ async def test_a_failed_migration_keeps_the_earlier_ones(
 ) -> None:
     deploy, _ = managers
     files = {"0001_create.py": CREATE, "0002_broken.py": BROKEN}
-    migrations = Migrations(folder(tmp_path / "m", files), lock_timeout=1.0)
+    migrations = Migrations(write(tmp_path / "m", files), lock_timeout=1.0)
     with pytest.raises(Exception, match="0002"):
         await migrations.up(deploy)
     status = (await migrations.status(deploy))["primary"]
