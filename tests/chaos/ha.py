@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import cluster
@@ -14,7 +16,8 @@ from conftest import REQUIRE_CLUSTER, Topology
 from topology import Galera, Patroni
 
 from aiopeewee_dist import Manager, PatroniProvider
-from chaos.workload import ChaosRow, Load
+from chaos.scenario import SCALE
+from chaos.workload import ChaosRow, Ledger, Load
 
 #: Patroni's ttl (the smallest it accepts): a leader lost is replaced within about this.
 TTL = 20.0
@@ -115,3 +118,24 @@ async def wait_for(predicate: Any, timeout: float, what: str) -> float:
 
 async def in_thread(func: Any, *args: Any) -> Any:
     return await asyncio.to_thread(func, *args)
+
+
+#: A read must find every row acknowledged this long before it started.
+FRESHNESS = 3.0
+
+
+@asynccontextmanager
+async def steady_load(manager: Manager, restore: Callable[[], None]) -> AsyncIterator[Load]:
+    """The chaos workload on a fresh table, steady for a while before the scenario's fault;
+    afterwards the load stops, the manager closes and ``restore()`` (in a thread) heals the
+    topology, whatever the scenario left."""
+    load = Load(manager, Ledger(), max_lag=FRESHNESS)
+    try:
+        await fresh_table(manager)
+        load.start()
+        await asyncio.sleep(SCALE.steady)
+        yield load
+    finally:
+        await load.stop()
+        await manager.close()
+        await in_thread(restore)

@@ -24,19 +24,17 @@ from chaos.ha import (
     GALERA_RESUME_BOUND,
     HA_HEALTH,
     as_topology,
-    fresh_table,
     galera_topology,
     in_thread,
+    steady_load,
     wait_for,
     writes_resumed,
 )
 from chaos.invariants import check_invariants, record
 from chaos.scenario import SCALE
-from chaos.workload import Ledger, Load
+from chaos.workload import Load
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
-
-FRESHNESS = 3.0
 
 
 def provider(galera: Galera, database: str = "chaos") -> GaleraProvider:
@@ -47,16 +45,8 @@ def provider(galera: Galera, database: str = "chaos") -> GaleraProvider:
 async def galera_load() -> AsyncIterator[tuple[Galera, Manager, Load]]:
     galera = galera_topology()
     manager = await Manager.from_provider(provider(galera), refresh_interval=0.2, **HA_HEALTH)
-    load = Load(manager, Ledger(), max_lag=FRESHNESS)
-    try:
-        await fresh_table(manager)
-        load.start()
-        await asyncio.sleep(SCALE.steady)
+    async with steady_load(manager, lambda: restore(galera)) as load:
         yield galera, manager, load
-    finally:
-        await load.stop()
-        await manager.close()
-        await in_thread(restore, galera)
 
 
 def restore(galera: Galera) -> None:

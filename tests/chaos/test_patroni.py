@@ -21,38 +21,27 @@ from aiopeewee_dist import Manager
 from chaos.ha import (
     PATRONI_OUTAGE_BOUND,
     as_topology,
-    fresh_table,
     in_thread,
     patroni_manager,
     patroni_topology,
+    steady_load,
     wait_for,
     write_outage,
     writes_resumed,
 )
 from chaos.invariants import check_invariants
 from chaos.scenario import SCALE
-from chaos.workload import Ledger, Load
+from chaos.workload import Load
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
-
-#: A read must find every row acknowledged this long before it started.
-FRESHNESS = 3.0
 
 
 @asynccontextmanager
 async def patroni_load() -> AsyncIterator[tuple[Patroni, Manager, Load]]:
     patroni = patroni_topology()
     manager = await patroni_manager(patroni)
-    load = Load(manager, Ledger(), max_lag=FRESHNESS)
-    try:
-        await fresh_table(manager)
-        load.start()
-        await asyncio.sleep(SCALE.steady)
+    async with steady_load(manager, lambda: restore(patroni)) as load:
         yield patroni, manager, load
-    finally:
-        await load.stop()
-        await manager.close()
-        await in_thread(restore, patroni)
 
 
 def restore(patroni: Patroni) -> None:
