@@ -37,13 +37,11 @@ class Dispatcher:
         monitor: HealthMonitor,
         consistency: Consistency,
         *,
-        monitor_enabled: bool,
         before_read: Callable[[], None],
     ) -> None:
         self._router = router
         self._monitor = monitor
         self._consistency = consistency
-        self._monitor_enabled = monitor_enabled
         self._before_read = before_read
 
     async def write(self, run: Callable[[Node], Awaitable[T]], node: NodeRef) -> T:
@@ -73,7 +71,7 @@ class Dispatcher:
         except NodeUnavailable as exc:
             if target.role != "replica" or not self._router.chooses_freely(node):
                 raise
-            if self._monitor_enabled:
+            if self._monitor.enabled:
                 self._monitor.record_failure(target, exc, eject_now=True)
             retry = self._router.reroute_read(target)
             logger.warning("read failed on %s (%s); retrying on %s", target.name, exc, retry.name)

@@ -14,6 +14,11 @@ other requests and processes (see :mod:`._consistency`).
 
 A node is ejected after ``eject_after`` consecutive failed checks, or at once when
 a query finds it unreachable, and readmitted after ``readmit_after`` good ones.
+
+A replica that joins the rotation while the manager runs (added by a provider, or kept
+across a change of primary) takes reads only once a check has proven that it holds every
+commit acknowledged before it joined: a member rejoining after a failover, or still
+following the old primary's timeline, would otherwise serve reads from the past.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class NodeHealth:
     """What the monitor knows about one node."""
 
     __slots__ = (
+        "catching_up_to",
         "checked_at",
         "ejections",
         "failures",
@@ -76,6 +82,14 @@ class NodeHealth:
         self.readmissions = 0
         #: The same instant in wall-clock time (``time.time()``), comparable with write tokens.
         self.fresh_since: float | None = None
+        #: Monotonic time the node must be proven fresh as of before it takes reads (it joined
+        #: the rotation then); None once it is, or when it needs no proof.
+        self.catching_up_to: float | None = None
+
+    @property
+    def serves_reads(self) -> bool:
+        """Up, and not still catching up with the primary it joined."""
+        return self.up and self.catching_up_to is None
 
     @property
     def position(self) -> Position | None:
@@ -84,6 +98,7 @@ class NodeHealth:
     def readmit(self) -> None:
         """Take the node as up again now (it became the primary)."""
         self.up = True
+        self.catching_up_to = None
 
     def record_position(self, position: Position) -> None:
         """A replayed position read outside the monitor's rounds (a causal read waiting)."""
@@ -116,6 +131,7 @@ class HealthMonitor(Periodic):
         eject_after: int,
         readmit_after: int,
         on_writable_replica: Callable[[Node], Awaitable[None]] | None = None,
+        enabled: bool = True,
     ) -> None:
         self._primary = primary
         self._replicas = replicas
@@ -124,22 +140,47 @@ class HealthMonitor(Periodic):
         self.eject_after = eject_after
         self.readmit_after = readmit_after
         self._on_writable_replica = on_writable_replica
+        #: False: no rounds run (``health_check_interval=None``), so nothing is proven either.
+        self.enabled = enabled
         # (monotonic time, wall-clock time, primary position read by a check started then)
         self._history: deque[tuple[float, float, Position]] = deque(
             maxlen=max(_HISTORY_MIN, math.ceil(_HISTORY_SECONDS / interval))
         )
+        self._history_of: Node | None = None  # the primary whose positions _history holds
         super().__init__("aiopeewee_dist.health", self.check, interval, logger)
         self.rounds = 0
 
     # -- checks ----------------------------------------------------------------------
+
+    def join(self, nodes: Sequence[Node]) -> None:
+        """``nodes`` join the rotation now: they take reads once proven to hold every commit
+        acknowledged before this moment (see the module's docstring). Without rounds to prove
+        it, they take reads at once."""
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        for node in nodes:
+            node.health.catching_up_to = now
+
+    def primary_changed(self) -> None:
+        """The old primary's positions date nothing in the new one's stream (another timeline,
+        another server's binlog): forget them, and let every replica prove itself again."""
+        self._history.clear()
+        self._history_of = self._primary()
+        self.join(self._replicas())
 
     async def check(self) -> None:
         """One round: the primary first (its position dates the replicas'), then the replicas."""
         primary = self._primary()
         started, started_wall = time.monotonic(), time.time()
         primary_status = await self._check(primary)
-        if primary_status is not None and not primary_status.is_replica and primary_status.position:
-            self._record_primary_position(started, started_wall, primary_status.position)
+        position = primary_status.position if primary_status and not primary_status.is_replica else None
+        # Not replaced while its check ran: a position of the old primary would date nothing.
+        if position is not None and primary is self._primary():
+            if self._history_of is not primary:
+                self._history.clear()
+                self._history_of = primary
+            self._record_primary_position(started, started_wall, position)
             primary.health.fresh_as_of = started
             primary.health.fresh_since = started_wall
         replicas = list(self._replicas())
@@ -177,6 +218,9 @@ class HealthMonitor(Periodic):
             health = node.health
             health.fresh_as_of = max(covered[0], health.fresh_as_of or covered[0])
             health.fresh_since = max(covered[1], health.fresh_since or covered[1])
+            if health.catching_up_to is not None and health.fresh_as_of >= health.catching_up_to:
+                health.catching_up_to = None
+                logger.info("replica %s has caught up with the primary: it takes reads", node.name)
 
     async def _check(self, node: Node) -> NodeStatus | None:
         sql = status_sql(node.replication_dialect)
@@ -184,7 +228,7 @@ class HealthMonitor(Periodic):
         try:
             row = await node.probe(sql or "SELECT 1", self.timeout)
         except PoolTimeout:
-            return node.health.status  # busy, not broken: no verdict this round
+            return None  # busy, not broken: no verdict this round, and no position to date
         except Exception as exc:
             self.record_failure(node, exc)
             return None
@@ -192,6 +236,8 @@ class HealthMonitor(Periodic):
         node.health.checked_at = time.monotonic()
         status = parse_status(node.replication_dialect, row) if sql else NodeStatus(False, None)
         node.health.status = status
+        if not sql:
+            node.health.catching_up_to = None  # no position to prove anything with: up is all we know
         self._record_success(node)
         return status
 

@@ -145,14 +145,13 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
             eject_after=policy.eject_after,
             readmit_after=policy.readmit_after,
             on_writable_replica=self._on_writable_replica if self.auto_failover else None,
+            enabled=policy.health_check_interval is not None,
         )
-        self._monitor_enabled = policy.health_check_interval is not None
         self._replica_count = len(replica_nodes)
         self._dispatch = Dispatcher(
             self._router,
             self._monitor,
             self._consistency,
-            monitor_enabled=self._monitor_enabled,
             before_read=self._ensure_monitor,
         )
         hook = self._dispatch.after_commit if self._consistency.mode is not None else None
@@ -243,14 +242,15 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
     def _ensure_monitor(self) -> None:
         if self.follower is not None:
             self.follower.ensure_running()
-        if self._monitor_enabled and self._router.replicas and not self._monitor.running:
+        if self._monitor.enabled and self._router.replicas and not self._monitor.running:
             self._monitor.ensure_running()
 
     async def add_replica(self, url: str, *, name: str | None = None, weight: float | None = None) -> Node:
-        """Add a read replica at runtime; it takes reads once it is known to be healthy."""
+        """Add a read replica at runtime; it takes reads once proven fresh (``HealthMonitor.join``)."""
         default_name = f"replica-{self._replica_count + 1}"
         node = self._new_node(url, default_name=default_name, role="replica", name=name, weight=weight)
         check_dialects([*self._router.nodes, node])
+        self._monitor.join([node])
         self._router.add_replica(node)
         self._replica_count += 1
         self._ensure_monitor()
@@ -285,7 +285,7 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
         if new is old:
             return old
         logger.warning("primary is now %s (was %s)", new.name, old.name)
-        await self._router.replace_primary(new)
+        await self._router.replace_primary(new, on_swap=self._monitor.primary_changed)
         return new
 
     async def _on_writable_replica(self, node: Node) -> None:

@@ -111,7 +111,7 @@ class Node:
     @property
     def healthy(self) -> bool:
         """Whether the health monitor lets reads come here."""
-        return self.health.up
+        return self.health.serves_reads
 
     def set_role(self, role: Role) -> None:
         """Change role (failover); connections opened for the old role are replaced.

@@ -204,16 +204,18 @@ class Router:
     def set_weight(self, name: str, weight: float) -> None:
         self.node(name).weight = weight
 
-    async def replace_primary(self, new: Node) -> None:
+    async def replace_primary(self, new: Node, *, on_swap: Callable[[], None] = lambda: None) -> None:
         """Make ``new`` the primary (it leaves the replicas) and close the old one.
 
         Every replica's connections are renewed: after a failover they may follow the old
-        primary's timeline.
+        primary's timeline. ``on_swap`` runs as soon as ``new`` is the primary, before any
+        other task can route a query.
         """
         old = self.primary
         self.replicas = [r for r in self.replicas if r is not new]
         new.set_role("primary")
         self.primary = new
+        on_swap()
         for node in self.replicas:
             node.expire_connections()
         await old.close()

@@ -1,0 +1,77 @@
+"""Replicas joining the read rotation while the manager runs prove first that they have caught up.
+
+A replica added at runtime, or kept across a change of primary, takes reads only once a health
+check has seen it hold every commit acknowledged before it joined; and a check that could not
+read the primary's position dates no replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiopeewee_dist.testing import FakeCluster
+from core.fakes import Item, MakeManager
+
+
+async def test_a_replica_added_behind_takes_reads_only_once_it_has_caught_up(
+    make_manager: MakeManager, fake: FakeCluster
+) -> None:
+    manager = make_manager(health_check_interval=30.0)
+    await manager.create_tables([Item])
+    third = fake.primary.replica("third")
+    third.pause()
+    await manager.create(Item, name="before it joined")  # on the primary, not on third
+    node = await manager.add_replica(third.url, name="third")
+    assert not node.healthy  # nothing proven yet
+    await manager.check_connections()
+    assert not node.healthy  # up, but behind what was acknowledged before it joined
+    for _ in range(20):
+        await manager.count(Item.select())
+    assert manager.stats()["router"].get("reads:third", 0) == 0
+    third.resume()
+    await manager.check_connections()
+    assert node.healthy
+    for _ in range(20):
+        await manager.count(Item.select())
+    assert manager.stats()["router"]["reads:third"] > 0
+    third.close()
+
+
+async def test_replicas_kept_across_a_new_primary_prove_they_follow_it(
+    make_manager: MakeManager, fake: FakeCluster
+) -> None:
+    manager = make_manager(health_check_interval=30.0)
+    await manager.create_tables([Item])
+    await manager.create(Item, name="a")
+    await manager.check_connections()
+    follower, slow = manager.node("replica-2"), fake.replicas[1]
+    assert follower.healthy
+    slow.pause()  # it will follow the new primary, but slowly
+    fake.failover(fake.replicas[0])
+    await manager.replace_primary("replica-1")
+    # At once, before any check: its freshness was measured against the old primary's stream.
+    assert not follower.healthy
+    assert await manager.count(Item.select()) == 1  # read on the new primary
+    assert manager.stats()["router"].get("reads:replica-2", 0) == 0
+    await manager.create(Item, name="b")
+    await manager.check_connections()
+    assert not follower.healthy
+    assert await manager.count(Item.select()) == 2
+    slow.resume()
+    await manager.check_connections()
+    assert follower.healthy
+
+
+async def test_a_busy_primary_check_dates_no_replica(make_manager: MakeManager, fake: FakeCluster) -> None:
+    # Its last known position, taken as current, would make a replica that stopped there
+    # look fresh as of now.
+    manager = make_manager(health_check_interval=30.0, health_check_timeout=0.05, max_size=1, max_lag=60.0)
+    await manager.create_tables([Item])
+    await manager.check_connections()
+    fresh_before = manager.node("replica-1").health.fresh_as_of
+    fake.replicas[0].pause()
+    async with manager.transaction():  # holds the primary's only connection
+        await manager.create(Item, name="a")
+        await asyncio.sleep(0.01)
+        await manager.check_connections()
+    assert manager.node("replica-1").health.fresh_as_of == fresh_before
