@@ -8,7 +8,8 @@
      │    ├── PoolTimeout          no connection free within ``acquire_timeout``
      │    └── PoolClosed           the node's pool is closed
      ├── NodeUnavailable           (also peewee.OperationalError)  connect failed, connection broke
-     │    └── NodeRejected         it refused us for good: credentials, database, host, TLS
+     │    ├── NodeRejected         it refused us for good: credentials, database, host, TLS
+     │    └── NotPrimary           the primary refused a write: it is read-only now (demoted)
      ├── QueryTimeout              (also peewee.OperationalError)  a statement exceeded ``query_timeout``
      ├── RoutingError                                   no such node, write sent to a replica
      │    ├── ReadOnlyError                             write inside ``manager.read_only()``
@@ -38,6 +39,7 @@ __all__ = [
     "NoHealthyReplica",
     "NodeRejected",
     "NodeUnavailable",
+    "NotPrimary",
     "PoolClosed",
     "PoolError",
     "PoolTimeout",
@@ -99,6 +101,15 @@ class NodeRejected(NodeUnavailable):
 
 def _rebuild_rejected(message: str, cause: str, advice: str) -> NodeRejected:
     return NodeRejected(message, cause=cause, advice=advice)
+
+
+class NotPrimary(NodeUnavailable):
+    """The node the manager takes for the primary refused a statement because it is read-only:
+    a failover or switchover has demoted it, and the manager has not yet learnt of the new
+    primary. Nothing of the statement was committed, so it is safe to run again once the
+    topology is refreshed (a provider's next refresh, or ``replace_primary``); a
+    ``transaction(retries=N)`` block re-runs itself.
+    """
 
 
 class QueryTimeout(AioPeeweeDistError, peewee.OperationalError):

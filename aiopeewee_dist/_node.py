@@ -16,7 +16,7 @@ from ._cache import LRUCache
 from ._compat import cursor_wrapper, exception_wrapper
 from ._dialects import dialect_for
 from ._drivers import Result, get_driver
-from ._errors import NodeUnavailable, PoolTimeout, QueryTimeout, ReadOnlyError
+from ._errors import NodeUnavailable, NotPrimary, PoolTimeout, QueryTimeout, ReadOnlyError
 from ._health import NodeHealth
 from ._observe import Observation, StatementObserver, acquire_timed, percentiles_ms
 from ._options import PoolOptions
@@ -24,6 +24,7 @@ from ._pool import ConnectionPool, PooledConnection
 from ._query import compile_query, shape_result
 from ._replication import Position, parse_position, position_sql
 from ._rows import model_rows
+from ._server_errors import refuses_writes
 from ._shapes import shape_of, statement_for
 from ._sqllog import SQL_LOGGER, log_statement
 from ._templates import Lookup, Template, template_for
@@ -85,8 +86,7 @@ class Node:
             keep_forever=url.is_memory,
         )
         self.database = dialect_for(self)
-        # Compiled statements in this node's dialect: shortcut lookups (_templates) and
-        # execute() shapes (_shapes), whose keys never collide (a lookup's starts with its class).
+        # Shortcut lookups (_templates) and execute() shapes (_shapes); a lookup's key starts with its class.
         self._compiled: LRUCache[Any, Template] = LRUCache(_MAX_COMPILED)
         self.closed = False
         self.health = NodeHealth()
@@ -114,10 +114,7 @@ class Node:
         return self.health.serves_reads
 
     def set_role(self, role: Role) -> None:
-        """Change role (failover); connections opened for the old role are replaced.
-
-        A node made primary is taken as up: it was just chosen for being reachable.
-        """
+        """Change role (failover): its connections are replaced; made primary, it is taken as up."""
         self.role = role
         self.pool.read_only = role == "replica"
         if role == "primary":
@@ -313,10 +310,13 @@ class Node:
                 limit = f"query_timeout={timeout:g}s"
                 raise QueryTimeout(f"node {self.name!r}: statement exceeded {limit}") from None
             if driver.is_closed(conn):
-                # The server went away (restart, failover, network): the idle connections are
-                # most likely dead too, and each would fail one more caller's statement.
-                self.expire_connections()
+                self.expire_connections()  # its idle siblings most likely died with it
                 raise NodeUnavailable(f"node {self.name!r}: connection lost: {exc}") from exc
+            binding = _context.bound(self)
+            if self.role == "primary" and refuses_writes(exc) and not (binding and binding.read_only):
+                # A read-only session refuses writes by design; a read-only server was demoted.
+                message = f"node {self.name!r} refused a write: it is read-only, no longer the primary"
+                raise NotPrimary(f"{message} ({exc}); nothing was committed: retry it") from exc
             raise
         self.latencies.append(time.perf_counter() - start)
         if SQL_LOGGER.isEnabledFor(logging.DEBUG):  # one cached level check when DEBUG is off

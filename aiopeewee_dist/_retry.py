@@ -28,59 +28,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 from ._errors import CommitOutcomeUnknown, ConfigurationError, NodeUnavailable, QueryTimeout, TransactionError
+from ._server_errors import is_conflict
 from ._transaction import Transaction
 
-__all__ = ["RetryPolicy", "RetryingTransaction", "is_conflict"]
+__all__ = ["RetryPolicy", "RetryingTransaction"]
 
 logger = logging.getLogger("aiopeewee_dist.transaction")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-#: SQLSTATEs meaning "rolled back because of concurrent transactions: run it again".
-CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
-#: MySQL/MariaDB error numbers meaning the same (1213: deadlock, Galera certification failure).
-CONFLICT_MYSQL_ERRORS = frozenset({1213})
-
-
-def _codes(exc: BaseException) -> tuple[str | None, int | None]:
-    """The SQLSTATE (psycopg ``sqlstate``, psycopg2 ``pgcode``) or MySQL error number of a driver error."""
-    sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-    number = None
-    if (
-        type(exc).__module__.split(".")[0] in ("pymysql", "aiomysql")
-        and exc.args
-        and isinstance(exc.args[0], int)
-    ):
-        number = exc.args[0]
-    return (sqlstate if isinstance(sqlstate, str) else None), number
-
-
-def is_conflict(exc: BaseException) -> bool:
-    """Whether ``exc`` (a Peewee error wrapping the driver's, or the driver's) is a conflict the
-    server rolled back: serialization failure, deadlock, Galera certification failure."""
-    seen: set[int] = set()
-    stack = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen or len(seen) > 8:
-            continue
-        seen.add(id(current))
-        sqlstate, number = _codes(current)
-        if sqlstate in CONFLICT_SQLSTATES or number in CONFLICT_MYSQL_ERRORS:
-            return True
-        # Peewee 4 re-raises a driver error as its own type keeping the original in ``.orig``
-        # (older versions: ``args[0]``), chained as the context too.
-        stack.extend(
-            e
-            for e in (
-                getattr(current, "orig", None),
-                *current.args[:1],
-                current.__cause__,
-                current.__context__,
-            )
-            if isinstance(e, BaseException)
-        )
-    return False
 
 
 class RetryPolicy:

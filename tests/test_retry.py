@@ -17,7 +17,7 @@ from aiopeewee_dist import (
     NodeUnavailable,
     TransactionError,
 )
-from aiopeewee_dist._retry import is_conflict
+from aiopeewee_dist._server_errors import is_conflict
 
 pytestmark = pytest.mark.cluster
 

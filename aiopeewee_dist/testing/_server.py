@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError
-from ._session import FakeConnectionLost, FakeSession, Logged, first_word, is_write
+from ._session import FakeConnectionLost, FakeReadOnly, FakeSession, Logged, first_word, is_write
 
 __all__ = ["FakeServer", "Statement", "server_named"]
 
@@ -331,9 +331,7 @@ class FakeServer:
         self._check(session)
         self.catch_up()
         if is_write(sql) and (self.read_only or session.read_only):
-            raise sqlite3.OperationalError(
-                f"cannot execute {first_word(sql)} on read-only fake server {self.name!r}"
-            )
+            raise FakeReadOnly(f"cannot execute {first_word(sql)} on read-only fake server {self.name!r}")
         deadline = time.monotonic() + self.busy_timeout
         while True:
             try:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._server import FakeServer
 
-__all__ = ["FakeConnectionLost", "FakeSession", "first_word", "is_write"]
+__all__ = ["FakeConnectionLost", "FakeReadOnly", "FakeSession", "first_word", "is_write"]
 
 _ids = itertools.count(1)
 _WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER"})
@@ -25,6 +25,12 @@ Logged = tuple[str, tuple[Any, ...]]
 
 class FakeConnectionLost(sqlite3.OperationalError):
     """The fake server closed the connection (it went down, or a test dropped the connection)."""
+
+
+class FakeReadOnly(sqlite3.OperationalError):
+    """A write refused by a read-only server or session, with PostgreSQL's SQLSTATE for it."""
+
+    sqlstate = "25006"
 
 
 def first_word(sql: str) -> str:

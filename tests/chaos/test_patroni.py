@@ -17,7 +17,8 @@ import pytest
 from conftest import reads_on
 from topology import Patroni
 
-from aiopeewee_dist import Manager
+import aiopeewee_dist
+from aiopeewee_dist import AioPeeweeDistError, Manager
 from chaos.ha import (
     PATRONI_OUTAGE_BOUND,
     as_topology,
@@ -73,6 +74,10 @@ async def verdict(scenario: str, manager: Manager, patroni: Patroni, load: Load,
     assert result["failed_reads"] == 0, result
     assert result["stale_reads"] == 0, result
     assert result["lost_writes"] == 0, result
+    # A demoted leader's refusal is NotPrimary, a lost connection NodeUnavailable: no driver error.
+    ours = [n for n in result["errors"] if issubclass(getattr(aiopeewee_dist, n, type), AioPeeweeDistError)]
+    foreign = sorted(set(result["errors"]) - set(ours))
+    assert not foreign, result["errors"]
 
 
 async def test_switchover_under_load() -> None:

@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import peewee
 import pytest
 
 from aiopeewee_dist import (
@@ -14,11 +15,13 @@ from aiopeewee_dist import (
     Manager,
     Member,
     NodeUnavailable,
+    NotPrimary,
     TopologyProvider,
     TopologySnapshot,
 )
 from aiopeewee_dist._providers import TopologyFollower, named_url
 from aiopeewee_dist.testing import FakeCluster, FakeServer
+from aiopeewee_dist.testing._session import FakeReadOnly
 from core.fakes import QUIET, Item
 
 
@@ -199,3 +202,50 @@ def test_named_url_sets_the_node_name() -> None:
     assert named_url("postgresql://u@h/db?name=old&sslmode=require", "pg2") == (
         "postgresql://u@h/db?sslmode=require&name=pg2"
     )
+
+
+async def test_a_demoted_primary_refusing_a_write_is_not_primary_and_retries_reach_the_new_one(
+    managed: Manager, provider: ScriptedProvider, cluster: FakeCluster
+) -> None:
+    # A switchover the follower has not seen yet: the old leader is up, read-only.
+    old, new = cluster.primary, cluster.replicas[0]
+    cluster.failover(new, keep_old=True)
+    with pytest.raises(NodeUnavailable, match="connection lost"):  # it restarted as a replica
+        await managed.create(Item, name="lost")
+    with pytest.raises(NotPrimary, match="'pg1' refused a write: it is read-only, no longer the") as caught:
+        await managed.create(Item, name="refused")
+    assert isinstance(caught.value, NodeUnavailable) and isinstance(caught.value, peewee.OperationalError)
+    assert "nothing was committed" in str(caught.value)
+
+    attempts = 0
+
+    @managed.transaction(retries=5)
+    async def write() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:  # the provider catches up while the first attempt fails
+            provider.snapshot = snapshot(
+                member("pg2", new), member("pg1", old), member("pg3", cluster.replicas[0])
+            )
+            asyncio.get_running_loop().create_task(follower(managed).refresh())
+        await managed.create(Item, name="retried")
+
+    await write()
+    assert attempts >= 2 and managed.primary_node.name == "pg2"
+    assert await managed.count(Item.select().where(Item.name == "retried"), node=managed.primary_node) == 1
+    assert await managed.count(Item.select().where(Item.name == "refused"), node=managed.primary_node) == 0
+
+
+async def test_a_read_only_transaction_on_the_primary_keeps_the_servers_refusal(
+    managed: Manager, cluster: FakeCluster
+) -> None:
+    # There the session refuses writes by request: the primary is still the primary.
+    refusal = FakeReadOnly("cannot execute SELECT in a read-only transaction")
+    cluster.primary.fail_next(refusal, match="SELECT 42")
+    with pytest.raises(peewee.OperationalError, match="read-only transaction") as caught:
+        async with managed.transaction(node=managed.primary_node, read_only=True):
+            await managed.raw_sql("SELECT 42")
+    assert not isinstance(caught.value, NodeUnavailable)
+    cluster.primary.fail_next(refusal, match="SELECT 42")
+    with pytest.raises(NotPrimary):
+        await managed.raw_sql("SELECT 42", node=managed.primary_node)

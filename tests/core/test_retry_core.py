@@ -10,7 +10,8 @@ import pymysql
 import pytest
 
 from aiopeewee_dist import CommitOutcomeUnknown, ConfigurationError, Manager, TransactionError
-from aiopeewee_dist._retry import RetryPolicy, is_conflict
+from aiopeewee_dist._retry import RetryPolicy
+from aiopeewee_dist._server_errors import is_conflict, refuses_writes
 from aiopeewee_dist.testing import FakeCluster, Statement
 from core.fakes import Item
 
@@ -239,12 +240,24 @@ def test_is_conflict_reads_codes_through_wrapping() -> None:
     assert not is_conflict(loop)
 
 
+def test_refuses_writes_knows_each_servers_read_only_refusal() -> None:
+    # PostgreSQL 25006 (a standby, a demoted leader); MariaDB 1290 (read_only server) and 1792
+    # (read-only transaction); through Peewee's wrapping as for conflicts.
+    assert refuses_writes(pg_error("25006"))
+    assert refuses_writes(peewee.InternalError(pg_error("25006")))
+    assert refuses_writes(pymysql.err.InternalError(1290, "running with the --read-only option"))
+    assert refuses_writes(peewee.OperationalError(mysql_error(1792)))
+    assert not refuses_writes(pg_error("40001"))
+    assert not refuses_writes(mysql_error(1213))
+    assert not refuses_writes(Exception(1290, "not from a MySQL driver"))
+
+
 def test_a_conflict_is_found_in_peewees_orig_without_chaining() -> None:
     # Peewee 4 keeps the driver's error in ``.orig``; a layer that re-raises ``from None`` drops
     # the chain, and the conflict must still be recognised.
     import pymysql
 
-    from aiopeewee_dist._retry import is_conflict
+    from aiopeewee_dist._server_errors import is_conflict
 
     driver_error = pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")
     wrapped = peewee.OperationalError(driver_error)

@@ -1,0 +1,77 @@
+"""What a server's error code says, read through the wrappers around it.
+
+A driver error reaches the library wrapped by Peewee (``peewee.InternalError`` holding the
+driver's error in ``.orig``, or in ``args[0]`` on older Peewee, chained as the context too).
+The codes read here are public attributes of the drivers' errors: the SQLSTATE (psycopg and
+asyncpg ``sqlstate``, psycopg2 ``pgcode``) and the MySQL/MariaDB error number (``args[0]`` of a
+PyMySQL error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+__all__ = ["is_conflict", "refuses_writes"]
+
+#: SQLSTATEs meaning "rolled back because of concurrent transactions: run it again".
+CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+#: MySQL/MariaDB error numbers meaning the same (1213: deadlock, Galera certification failure).
+CONFLICT_MYSQL_ERRORS = frozenset({1213})
+
+#: PostgreSQL: "cannot execute ... in a read-only transaction" (a standby, or a demoted leader).
+READ_ONLY_SQLSTATES = frozenset({"25006"})
+#: MySQL/MariaDB: 1290 "running with the --read-only option", 1792 "in a READ ONLY transaction".
+READ_ONLY_MYSQL_ERRORS = frozenset({1290, 1792})
+
+
+def _codes(exc: BaseException) -> tuple[str | None, int | None]:
+    sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    number = None
+    if (
+        type(exc).__module__.split(".")[0] in ("pymysql", "aiomysql")
+        and exc.args
+        and isinstance(exc.args[0], int)
+    ):
+        number = exc.args[0]
+    return (sqlstate if isinstance(sqlstate, str) else None), number
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the errors it wraps, each once (a cycle or a deep chain ends the walk)."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack and len(seen) <= 8:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend(
+            e
+            for e in (
+                getattr(current, "orig", None),
+                *current.args[:1],
+                current.__cause__,
+                current.__context__,
+            )
+            if isinstance(e, BaseException)
+        )
+
+
+def _has_code(exc: BaseException, sqlstates: frozenset[str], numbers: frozenset[int]) -> bool:
+    for error in _chain(exc):
+        sqlstate, number = _codes(error)
+        if sqlstate in sqlstates or number in numbers:
+            return True
+    return False
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether the server rolled the transaction back because of a conflict: serialization
+    failure, deadlock, Galera certification failure."""
+    return _has_code(exc, CONFLICT_SQLSTATES, CONFLICT_MYSQL_ERRORS)
+
+
+def refuses_writes(exc: BaseException) -> bool:
+    """Whether the server refused a statement because it is read-only."""
+    return _has_code(exc, READ_ONLY_SQLSTATES, READ_ONLY_MYSQL_ERRORS)
