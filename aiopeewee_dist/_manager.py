@@ -303,8 +303,7 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
 
     def stats(self) -> dict[str, Any]:
         """``{node_name: {...}}`` (queries, errors, latency percentiles in ms, pool
-        size/available/waiting/acquired, up, lag) plus the router's counters under ``"router"``.
-        """
+        size/available/waiting/acquired, up, lag) plus the router's counters under ``"router"``."""
         now = time.monotonic()
         result: dict[str, Any] = {node.name: node.stats(now) for node in self._router.nodes}
         result["router"] = dict(self._router.counters)
@@ -337,8 +336,7 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
     def consistency(self, token: str | None = None) -> AbstractContextManager[Session]:
         """A fresh read-your-writes session for the block, optionally continuing ``token``.
 
-        ``session.token()`` at the end of the block gives the token for the next request.
-        """
+        ``session.token()`` at the end of the block gives the token for the next request."""
         return self._consistency.scope(token)
 
     def consistency_token(self) -> str | None:
@@ -428,9 +426,11 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
             target = self._router.route(write=True, node=node)
         else:
             target = await self._dispatch.read(_identity, node)
-        async with aclosing(target.iterate(query, chunk_size=chunk_size, write=write)) as rows:
-            async for row in rows:
-                yield row
+        # Chunks are flattened here only: a generator hop per row in each layer below costs.
+        async with aclosing(target.iterate_chunks(query, chunk_size=chunk_size, write=write)) as chunks:
+            async for chunk in chunks:
+                for row in chunk:
+                    yield row
 
     async def raw_sql(
         self, sql: str, params: Sequence[Any] = (), *, node: NodeRef = None, multiple_statements: bool = False

@@ -375,32 +375,32 @@ class Node:
         result = await self.run_sql(sql, write=False)
         return parse_position(dialect, result.rows[0][0]) if result.rows else None
 
-    async def iterate(self, query: Any, *, chunk_size: int, write: bool = False) -> AsyncGenerator[Any, None]:
-        """Stream a select's rows, ``chunk_size`` at a time, through a server-side cursor."""
+    async def iterate_chunks(
+        self, query: Any, *, chunk_size: int, write: bool = False
+    ) -> AsyncGenerator[list[Any], None]:
+        """A select's shaped rows through a server-side cursor, in lists of up to ``chunk_size``."""
         query, sql, params = compile_query(query, self.database)
-        # Not pinned to the task (bind=False): an async generator runs in its consumer's
-        # context, so a pinned stream connection would capture the consumer's other queries
-        # to this node mid-stream, and a stream abandoned without ``async with`` is finalised
-        # in another Context, where the binding could not be reset. Inside a transaction or
-        # connection() block the stream uses the pinned connection.
+        # Not pinned to the task (bind=False): an async generator runs in its consumer's context,
+        # so a pinned stream connection would capture the consumer's other queries to this node
+        # mid-stream, and a stream abandoned without ``async with`` is finalised in another
+        # Context, where the binding could not be reset (in a transaction it uses the pinned one).
         # aclosing: the driver's cleanup (COMMIT, CLOSE cursor) must run before the release.
         async with self.pin(write=write, bind=False) as binding:
             await self.send_begin(binding)  # the driver checks the connection's transaction state
-            async with aclosing(self._stream(binding, query, sql, params, chunk_size)) as rows:
-                async for row in rows:
-                    yield row
+            async with aclosing(self._stream(binding, query, sql, params, chunk_size)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
 
     async def _stream(
         self, binding: _context.Binding, query: Any, sql: str, params: Sequence[Any], chunk_size: int
-    ) -> AsyncGenerator[Any, None]:
+    ) -> AsyncGenerator[list[Any], None]:
         self._counters[self.QUERIES] += 1
         try:
             with exception_wrapper:
                 async with aclosing(self.driver.stream(binding.conn, sql, params, chunk_size)) as chunks:
                     async for chunk in chunks:
                         rows = model_rows(query, chunk)
-                        for row in rows if rows is not None else cursor_wrapper(query, chunk):
-                            yield row
+                        yield rows if rows is not None else list(cursor_wrapper(query, chunk))
         except BaseException as exc:
             if isinstance(exc, Exception):
                 self._counters[self.ERRORS] += 1
