@@ -39,9 +39,16 @@ def _verdict(cell: dict[str, Any], measure: str, bound: float) -> str:
     return "**not met**"
 
 
+def _failed(title: str, result: dict[str, Any]) -> list[str]:
+    """A section whose measure failed says so, instead of being left out."""
+    return [title, "", f"Not measured in this run: {result.get('error')}", ""]
+
+
 def section(limit: dict[str, Any]) -> list[str]:
-    if not limit or not limit.get("cells"):
+    if not limit:
         return []
+    if not limit.get("cells"):
+        return _failed("## Against the limit (issue 16)", limit)
     cells = {(c["contender"], c["workload"], c["concurrency"]): c for c in limit["cells"]}
     lines = [
         "## Against the limit (issue 16)",
@@ -79,8 +86,10 @@ def section(limit: dict[str, Any]) -> list[str]:
 
 def backends_section(result: dict[str, Any]) -> list[str]:
     """The section for ``benchmarks.backends`` (MariaDB and SQLite against their raw drivers)."""
-    if not result or not result.get("cells"):
+    if not result:
         return []
+    if not result.get("cells"):
+        return _failed("## MariaDB and SQLite", result)
     lines = [
         "## MariaDB and SQLite",
         "",

@@ -21,8 +21,7 @@ VENVS = ROOT / "benchmarks" / ".venvs"
 SPECS: dict[str, list[str]] = {
     "main": [
         "-e",
-        ".[postgresql,aiopg,sqlite]",
-        "asyncpg",
+        ".[all]",  # every driver: the limit and backends measures use them all
         "greenlet",
         "sqlalchemy[asyncio]>=2",
         "matplotlib",
