@@ -146,6 +146,7 @@ chaos: venv
 	{ $(HA) install ha && { $(HA) up ha & ha_up=$$!; } && \
 	  $(CLUSTER) install && $(CLUSTER) start && wait $$ha_up && \
 	  AIOPD_CHAOS=full AIOPD_CHAOS_REPORT=.chaos/figures.json AIOPD_DIFF_REPORT=.chaos/differential.jsonl \
+	  AIOPD_RYW_REPORT=.chaos/read-your-writes.json \
 	  AIOPD_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -p no:cacheprovider tests/chaos tests/test_differential.py tests/test_read_your_writes.py; } || status=$$?; \
 	wait; \
 	$(CLUSTER) stop || echo "warning: scripts/cluster.sh stop failed" >&2; \

@@ -57,6 +57,11 @@ class RywItem(peewee.Model):
         table_name = "t_ryw_item"
 
 
+def write_report(path: Path, table: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=1))
+
+
 Read = Callable[[int | None], Awaitable[tuple[bool, bool]]]  # id (None: whoami only) -> (seen, replica)
 
 
@@ -247,7 +252,7 @@ async def test_a_client_always_reads_its_write_and_others_read_replicas(tmp_path
     table = summary(results)
     print(json.dumps(table, indent=1))
     if os.environ.get("AIOPD_RYW_REPORT"):
-        await asyncio.to_thread(Path(os.environ["AIOPD_RYW_REPORT"]).write_text, json.dumps(table, indent=1))
+        await asyncio.to_thread(write_report, Path(os.environ["AIOPD_RYW_REPORT"]), table)
     for kind, by_delay in results.items():
         for delay, by_path in by_delay.items():
             for path, run in by_path.items():
