@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractContextManager, aclosing, asynccontextmanager
-from types import TracebackType
 from typing import Any, TypeVar
 
 import peewee
@@ -20,6 +19,7 @@ from ._health import HealthMonitor
 from ._node import Node, NodeRef, Role
 from ._observe import StatementObserver
 from ._options import MAX_CHUNK, PoolOptions, ReplicaPolicy, count, parse_weight
+from ._protocol import OpensOnEnter
 from ._providers import TopologyFollower, TopologyProvider, follow_provider
 from ._query import first_page, is_write
 from ._rawsql import prepare_raw_sql
@@ -38,7 +38,7 @@ logger = logging.getLogger("aiopeewee_dist.router")
 T = TypeVar("T")
 
 
-class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
+class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations, OpensOnEnter):
     """Async access to ordinary Peewee models on a primary and its read replicas.
 
     ::
@@ -229,15 +229,6 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations):
             await self.follower.stop()
         await self._monitor.stop()
         await self._router.close()
-
-    async def __aenter__(self) -> Manager:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     def _ensure_monitor(self) -> None:
         if self.follower is not None:

@@ -8,9 +8,25 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import peewee
 
-__all__ = ["ManagerProtocol"]
+__all__ = ["ManagerProtocol", "OpensOnEnter"]
 
 M = TypeVar("M", bound=peewee.Model)
+Opened = TypeVar("Opened", bound="OpensOnEnter")
+
+
+class OpensOnEnter(Protocol):
+    """``async with manager:`` connects on entry and closes on exit (both managers inherit it)."""
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def __aenter__(self: Opened) -> Opened:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
 
 @runtime_checkable

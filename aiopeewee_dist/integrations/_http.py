@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Literal
@@ -38,6 +38,7 @@ __all__ = [
     "RequestScope",
     "ScopeOptions",
     "current_scope",
+    "opened_for_app",
     "request_scope",
 ]
 
@@ -231,3 +232,15 @@ def request_scope(
         reset = _current.set(scope)
         stack.callback(_current.reset, reset)
         yield scope
+
+
+@asynccontextmanager
+async def opened_for_app(manager: Manager, *, connect: bool) -> AsyncIterator[None]:
+    """``manager`` open for an application's lifetime: connected at startup (unless
+    ``connect=False``: pools then open on first use), closed at shutdown."""
+    try:
+        if connect:
+            await manager.connect()
+        yield
+    finally:
+        await manager.close()

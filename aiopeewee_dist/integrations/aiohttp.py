@@ -35,7 +35,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from .._manager import Manager
-from ._http import RequestScope, ScopeOptions, current_scope, request_scope
+from ._http import RequestScope, ScopeOptions, current_scope, opened_for_app, request_scope
 
 __all__ = ["MANAGER_KEY", "force_primary", "get_manager", "get_scope", "metrics_route", "middleware", "setup"]
 
@@ -62,12 +62,8 @@ def setup(
     app[MANAGER_KEY] = manager
 
     async def manager_context(app_: web.Application) -> AsyncIterator[None]:
-        try:
-            if connect:
-                await manager.connect()
+        async with opened_for_app(manager, connect=connect):
             yield
-        finally:
-            await manager.close()
 
     app.cleanup_ctx.append(manager_context)
     app.middlewares.append(middleware(manager, options=options, **scope_options))

@@ -47,6 +47,7 @@ from ._http import (
     RequestScope,
     ScopeOptions,
     current_scope,
+    opened_for_app,
     request_scope,
 )
 
@@ -82,12 +83,8 @@ def lifespan(manager: Manager, *, connect: bool = True) -> Callable[[Any], Abstr
         state = getattr(app, "state", None)
         if state is not None:
             setattr(state, STATE_KEY, manager)
-        try:
-            if connect:
-                await manager.connect()
+        async with opened_for_app(manager, connect=connect):
             yield
-        finally:
-            await manager.close()
 
     return manager_lifespan
 

@@ -12,7 +12,6 @@ import asyncio
 import functools
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from types import TracebackType
 from typing import Any, TypeVar
 
 import peewee
@@ -22,6 +21,7 @@ from .._errors import ConfigurationError
 from .._manager import Manager
 from .._options import count as check_count
 from .._options import validate_node_name
+from .._protocol import OpensOnEnter
 from ._build import ShardSpec, build_manager
 from ._dispatch import Dispatcher
 from ._gather import gather_shards
@@ -50,7 +50,7 @@ MAX_CONCURRENCY = 1024
 MAX_BATCH = 1_000_000
 
 
-class ShardedManager(ShardedQueries, ShardedWrites):
+class ShardedManager(ShardedQueries, ShardedWrites, OpensOnEnter):
     """Models spread over shards by key; each shard is a :class:`Manager` of its own.
 
     ::
@@ -143,15 +143,6 @@ class ShardedManager(ShardedQueries, ShardedWrites):
         for outcome in results:
             if isinstance(outcome, BaseException):
                 raise outcome
-
-    async def __aenter__(self) -> ShardedManager:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """``{shard: manager.stats()}``."""
