@@ -20,8 +20,10 @@ CONFLICT_MYSQL_ERRORS = frozenset({1213})
 
 #: PostgreSQL: "cannot execute ... in a read-only transaction" (a standby, or a demoted leader).
 READ_ONLY_SQLSTATES = frozenset({"25006"})
-#: MySQL/MariaDB: 1290 "running with the --read-only option", 1792 "in a READ ONLY transaction".
-READ_ONLY_MYSQL_ERRORS = frozenset({1290, 1792})
+#: MySQL/MariaDB: "running with the --read-only option" (or --super-read-only). 1290 is given for
+#: any option that prevents a statement (``--secure-file-priv`` too): its message says which.
+#: (1792, a READ ONLY transaction, is the caller's own choice, never a demoted server.)
+READ_ONLY_MYSQL_ERRORS = frozenset({1290})
 
 
 def _codes(exc: BaseException) -> tuple[str | None, int | None]:
@@ -73,5 +75,12 @@ def is_conflict(exc: BaseException) -> bool:
 
 
 def refuses_writes(exc: BaseException) -> bool:
-    """Whether the server refused a statement because it is read-only."""
-    return _has_code(exc, READ_ONLY_SQLSTATES, READ_ONLY_MYSQL_ERRORS)
+    """Whether the server refused a statement because it is read-only: a standby or a read-only
+    server, or (PostgreSQL says both the same way) a read-only transaction."""
+    for error in _chain(exc):
+        sqlstate, number = _codes(error)
+        if sqlstate in READ_ONLY_SQLSTATES or (
+            number in READ_ONLY_MYSQL_ERRORS and "read-only" in str(error)
+        ):
+            return True
+    return False

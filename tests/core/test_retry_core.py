@@ -241,12 +241,16 @@ def test_is_conflict_reads_codes_through_wrapping() -> None:
 
 
 def test_refuses_writes_knows_each_servers_read_only_refusal() -> None:
-    # PostgreSQL 25006 (a standby, a demoted leader); MariaDB 1290 (read_only server) and 1792
-    # (read-only transaction); through Peewee's wrapping as for conflicts.
+    # PostgreSQL 25006 (a standby, a demoted leader); MariaDB 1290 for --read-only, not for
+    # another option, nor 1792 (the caller's READ ONLY transaction); through Peewee's wrapping.
     assert refuses_writes(pg_error("25006"))
     assert refuses_writes(peewee.InternalError(pg_error("25006")))
-    assert refuses_writes(pymysql.err.InternalError(1290, "running with the --read-only option"))
-    assert refuses_writes(peewee.OperationalError(mysql_error(1792)))
+    read_only = (
+        "The MariaDB server is running with the --read-only option so it cannot execute this statement"
+    )
+    assert refuses_writes(peewee.OperationalError(pymysql.err.InternalError(1290, read_only)))
+    assert not refuses_writes(pymysql.err.InternalError(1290, "running with the --secure-file-priv option"))
+    assert not refuses_writes(mysql_error(1792))
     assert not refuses_writes(pg_error("40001"))
     assert not refuses_writes(mysql_error(1213))
     assert not refuses_writes(Exception(1290, "not from a MySQL driver"))
