@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import PoolTimeout
 from ._periodic import Periodic
-from ._replication import NodeStatus, Position, parse_status, status_sql
+from ._replication import NodeStatus, Position, most_advanced, parse_status, status_sql
 from ._verify import rejection
 
 if TYPE_CHECKING:
@@ -177,21 +177,30 @@ class HealthMonitor(Periodic):
         position = primary_status.position if primary_status and not primary_status.is_replica else None
         # Not replaced while its check ran: a position of the old primary would date nothing.
         if position is not None and primary is self._primary():
-            if self._history_of is not primary:
-                self._history.clear()
-                self._history_of = primary
-            self._record_primary_position(started, started_wall, position)
+            self._record_primary_position(primary, started, started_wall, position)
             primary.health.fresh_as_of = started
             primary.health.fresh_since = started_wall
         replicas = list(self._replicas())
         statuses = await asyncio.gather(*(self._check(node) for node in replicas))
+        if position is None and not primary.health.up and primary is self._primary():
+            # A primary that is down commits nothing: what survives of its stream is what the
+            # most advanced replica holds. Dated against that, reads stay on the replicas that
+            # hold it, and max_lag keeps them off those it left behind when it went down.
+            best = most_advanced([s.position for s in statuses if s is not None and s.position is not None])
+            if best is not None:
+                self._record_primary_position(primary, started, started_wall, best)
         for node, status in zip(replicas, statuses, strict=True):
             if status is not None and status.position is not None:
                 self._date_replica(node, status.position)
         self.rounds += 1
         await self._detect_failover(primary, primary_status, replicas, statuses)
 
-    def _record_primary_position(self, checked_at: float, wall: float, position: Position) -> None:
+    def _record_primary_position(
+        self, primary: Node, checked_at: float, wall: float, position: Position
+    ) -> None:
+        if self._history_of is not primary:
+            self._history.clear()
+            self._history_of = primary
         # Unchanged since the last check (an idle primary): a replica at this position holds
         # every commit acknowledged before the newer check too, so the newer time replaces
         # the older one and an idle primary does not fill the history.

@@ -17,6 +17,7 @@ __all__ = [
     "UNKNOWN_POSITION",
     "NodeStatus",
     "Position",
+    "most_advanced",
     "parse_position",
     "parse_status",
     "position_sql",
@@ -78,6 +79,14 @@ class Position:
             domain, seq = int(fields[0]), int(fields[-1])
             best[domain] = max(seq, best.get(domain, -1))
         return cls("mysql", tuple(sorted(best.items())))
+
+
+def most_advanced(positions: list[Position]) -> Position | None:
+    """The position that covers every other one (None if there is none, or no position)."""
+    for candidate in positions:
+        if all(candidate.covers(other) for other in positions):
+            return candidate
+    return None
 
 
 #: Stands for "a write whose position could not be read": no replica covers it, so

@@ -20,6 +20,7 @@ from topology import Patroni
 import aiopeewee_dist
 from aiopeewee_dist import AioPeeweeDistError, Manager
 from chaos.ha import (
+    FRESHNESS,
     PATRONI_OUTAGE_BOUND,
     as_topology,
     in_thread,
@@ -39,8 +40,10 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
 @asynccontextmanager
 async def patroni_load() -> AsyncIterator[tuple[Patroni, Manager, Load]]:
+    # The load counts a read stale when it misses a row acknowledged FRESHNESS seconds before
+    # it started: the manager's max_lag is that promise (without it, none is made).
     patroni = patroni_topology()
-    manager = await patroni_manager(patroni)
+    manager = await patroni_manager(patroni, max_lag=FRESHNESS)
     async with steady_load(manager, lambda: restore(patroni)) as load:
         yield patroni, manager, load
 

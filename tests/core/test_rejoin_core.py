@@ -8,6 +8,7 @@ read the primary's position dates no replica.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from aiopeewee_dist.testing import FakeCluster
 from core.fakes import Item, MakeManager
@@ -75,3 +76,30 @@ async def test_a_busy_primary_check_dates_no_replica(make_manager: MakeManager, 
         await asyncio.sleep(0.01)
         await manager.check_connections()
     assert manager.node("replica-1").health.fresh_as_of == fresh_before
+
+
+async def test_while_the_primary_is_down_replicas_are_dated_against_the_most_advanced_one(
+    make_manager: MakeManager, fake: FakeCluster
+) -> None:
+    # A dead primary commits nothing more: a replica holding all it shipped stays fresh and
+    # keeps taking reads, while max_lag keeps them off a replica it left behind.
+    manager = make_manager(health_check_interval=0.05, max_lag=0.3, eject_after=1)
+    await manager.create_tables([Item])
+    ahead, behind = manager.node("replica-1"), manager.node("replica-2")
+    await manager.check_connections()
+    assert behind.health.fresh_as_of is not None
+    fake.replicas[1].pause()
+    await manager.create(Item, name="a")  # replayed by replica-1 only
+    await manager.check_connections()
+    fake.primary.down()
+    deadline = time.monotonic() + 10.0
+    while behind.health.fresh_as_of > time.monotonic() - 0.5:
+        assert time.monotonic() < deadline, "replica-2 never became stale"
+        await asyncio.sleep(0.05)
+        await manager.check_connections()
+    assert not manager.primary_node.health.up
+    assert ahead.health.fresh_as_of is not None and ahead.health.fresh_as_of > time.monotonic() - 0.3
+    before = manager.stats()["router"].get("reads:replica-2", 0)
+    for _ in range(20):
+        assert await manager.count(Item.select()) == 1
+    assert manager.stats()["router"].get("reads:replica-2", 0) == before
