@@ -1,6 +1,7 @@
-"""Helpers for tests that run against the local topology of ``scripts/cluster.sh``.
+"""Helpers for tests that run against the local replication topology (``tests/topology``, whose
+CLI is ``scripts/cluster.sh``).
 
-The topology (ports as in the script's header, each plus ``AIOPD_PORT_OFFSET`` when set)::
+The topology (each port plus ``AIOPD_PORT_OFFSET`` when set)::
 
     pg-primary :55432  -> pg-replica-1 :55433, pg-replica-2 :55434 (streaming)
     pgbouncer  :56432  -> pg-primary (transaction pooling)
@@ -8,15 +9,17 @@ The topology (ports as in the script's header, each plus ``AIOPD_PORT_OFFSET`` w
 
 The URLs default to those ports and the application user's password, so the tests work without
 sourcing ``scripts/cluster.sh env``; the ``AIOPD_*`` environment variables override them.
+Faults go through :func:`cluster` / :func:`run_cluster` (the verbs of ``scripts/cluster.sh``), or
+through the :class:`topology.Replication` object of :func:`replication`, in this process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import socket
-import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,26 +29,22 @@ from urllib.parse import unquote, urlsplit
 import aiomysql
 import psycopg
 import pytest
+from topology import Replication, TopologyError
+from topology.procs import APP_PASSWORD as APP_PASSWORD
+from topology.procs import APP_USER as APP_USER
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "cluster.sh"
 
-APP_USER = "aiopd"
-APP_PASSWORD = "p@ss:w/rd 1"
-_PASSWORD_URL = "p%40ss%3Aw%2Frd%201"
 
-_OFFSET = int(os.environ.get("AIOPD_PORT_OFFSET") or 0)
-PORTS: dict[str, int] = {
-    node: port + _OFFSET
-    for node, port in {
-        "pg-primary": 55432,
-        "pg-replica-1": 55433,
-        "pg-replica-2": 55434,
-        "pgbouncer": 56432,
-        "my-primary": 53306,
-        "my-replica": 53307,
-    }.items()
-}
+@functools.cache
+def replication() -> Replication:
+    """The replication topology of this checkout (``AIOPD_PORT_OFFSET``, ``AIOPD_CLUSTER_DIR``)."""
+    return Replication()
+
+
+#: Node name (as the fault verbs take it) -> port.
+PORTS: dict[str, int] = dict(replication().ports)
 
 _ENV_VARS: dict[str, str] = {
     "pg-primary": "AIOPD_PG_PRIMARY",
@@ -56,14 +55,10 @@ _ENV_VARS: dict[str, str] = {
     "my-replica": "AIOPD_MY_REPLICA",
 }
 
-
-def _default_url(node: str) -> str:
-    scheme = "mysql" if node.startswith("my-") else "postgresql"
-    return f"{scheme}://{APP_USER}:{_PASSWORD_URL}@127.0.0.1:{PORTS[node]}/aiopd"
-
-
-#: Node name (as the script's fault verbs take it) -> URL of database ``aiopd`` as the app user.
-URLS: dict[str, str] = {node: os.environ.get(var) or _default_url(node) for node, var in _ENV_VARS.items()}
+#: Node name (as the fault verbs take it) -> URL of database ``aiopd`` as the app user.
+URLS: dict[str, str] = {
+    node: os.environ.get(var) or replication().url(node) for node, var in _ENV_VARS.items()
+}
 
 PG_PRIMARY = URLS["pg-primary"]
 PG_REPLICAS = [URLS["pg-replica-1"], URLS["pg-replica-2"]]
@@ -82,31 +77,27 @@ class _QuietCursor(aiomysql.Cursor):  # type: ignore[misc]  # aiomysql is untype
         return None
 
 
-class ClusterError(RuntimeError):
-    """``scripts/cluster.sh`` exited non-zero."""
+class ClusterError(TopologyError):
+    """A verb of the replication topology failed; the message says why (with the tail of the
+    server log that tells)."""
 
 
 def cluster(*args: str, timeout: float = 120) -> str:
-    """Run ``scripts/cluster.sh ARGS...`` and return its stdout; raise ClusterError on failure."""
+    """Run one verb of ``scripts/cluster.sh`` (``cluster("delay", "pg-replica-1", "2")``) in this
+    process; what the script would print on stdout. Raises ClusterError when it fails.
+
+    ``timeout`` is kept for callers: every wait inside a verb is bounded already (60 s for a node
+    to come up, 30 s for wait-sync, 300 s for the lock of another caller).
+    """
+    del timeout
     try:
-        proc = subprocess.run(
-            ["bash", str(SCRIPT), *args],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ClusterError(f"cluster.sh {' '.join(args)}: no answer after {timeout} s") from exc
-    if proc.returncode != 0:
-        output = f"{proc.stderr.strip()}\n{proc.stdout.strip()}".strip()
-        raise ClusterError(f"cluster.sh {' '.join(args)} exited {proc.returncode}\n{output}")
-    return proc.stdout
+        return replication().command(args)
+    except TopologyError as exc:
+        raise ClusterError(f"cluster {' '.join(args)}: {exc}") from exc
 
 
 async def run_cluster(*args: str, timeout: float = 120) -> str:
-    """:func:`cluster` without blocking the event loop."""
+    """:func:`cluster` in a worker thread, without blocking the event loop."""
     return await asyncio.to_thread(cluster, *args, timeout=timeout)
 
 

@@ -1,4 +1,6 @@
-"""``python -m topology VERB [patroni|galera|ha]``: install, up, down, destroy, status, env.
+"""``python -m topology VERB [patroni|galera|ha|replication|all]``: install, up, down, destroy,
+status, env of whole topologies; ``python -m topology replication VERB [ARGS]``: the verbs of
+``scripts/cluster.sh`` (start, stop, faults, ...) on the replication topology.
 
 ``up`` starts the topologies in parallel and prints how long each took to become healthy.
 """
@@ -12,16 +14,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from . import Galera, Patroni, TopologyError
+from . import Galera, Patroni, Replication, TopologyError, replication
+
+WHICH = {
+    "patroni": ("patroni",),
+    "galera": ("galera",),
+    "ha": ("patroni", "galera"),
+    "replication": ("replication",),
+    "all": ("patroni", "galera", "replication"),
+}
 
 
 def _topologies(which: str) -> list[Any]:
-    chosen: list[Any] = []
-    if which in ("patroni", "ha"):
-        chosen.append(Patroni())
-    if which in ("galera", "ha"):
-        chosen.append(Galera())
-    return chosen
+    kinds = {"patroni": Patroni, "galera": Galera, "replication": Replication}
+    return [kinds[name]() for name in WHICH[which]]
 
 
 def _up(topology: Any) -> str:
@@ -31,9 +37,12 @@ def _up(topology: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replication"]:
+        return replication.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m topology")
     parser.add_argument("verb", choices=["install", "up", "down", "destroy", "status", "env"])
-    parser.add_argument("which", nargs="?", default="ha", choices=["patroni", "galera", "ha"])
+    parser.add_argument("which", nargs="?", default="ha", choices=list(WHICH))
     args = parser.parse_args(argv)
     topologies = _topologies(args.which)
     started = time.monotonic()
@@ -45,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             with ThreadPoolExecutor(len(topologies)) as pool:
                 for line in pool.map(_up, topologies):
                     print(line, file=sys.stderr)
-            print(f"ha-up: {time.monotonic() - started:.1f} s in all", file=sys.stderr)
+            print(f"{args.which}-up: {time.monotonic() - started:.1f} s in all", file=sys.stderr)
         elif args.verb == "down":
             for topology in topologies:
                 topology.stop()
@@ -54,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
                 topology.destroy()
         elif args.verb == "status":
             for topology in topologies:
-                print(type(topology).__name__, topology.status())
+                status = topology.status()
+                if isinstance(status, str):  # the replication topology's table
+                    print(f"{type(topology).__name__}:\n{status}")
+                else:
+                    print(type(topology).__name__, status)
         else:
             for topology in topologies:
                 for key, value in topology.env().items():

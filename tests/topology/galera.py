@@ -20,13 +20,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from .procs import TopologyError, apt_install, daemon, offset, read_pid, state_dir, stop_pid, wait
+from .procs import (
+    APP_PASSWORD,
+    APP_USER,
+    MARIADBD,
+    TopologyError,
+    apt_install,
+    daemon,
+    offset,
+    read_pid,
+    state_dir,
+    stop_pid,
+    wait,
+)
 
 __all__ = ["Galera"]
 
-APP_USER, APP_PASSWORD = "aiopd", "p@ss:w/rd 1"
 NODES = ("g1", "g2", "g3")
-MARIADBD = "/usr/sbin/mariadbd"
 
 
 @dataclass(frozen=True)

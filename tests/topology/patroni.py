@@ -21,16 +21,27 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .procs import TopologyError, apt_install, daemon, offset, read_pid, state_dir, stop_pid, tcp_open, wait
+from .procs import (
+    APP_PASSWORD,
+    APP_USER,
+    PG_BIN,
+    TopologyError,
+    apt_install,
+    as_postgres,
+    daemon,
+    offset,
+    read_pid,
+    state_dir,
+    stop_pid,
+    tcp_open,
+    wait,
+)
 
 __all__ = ["Patroni"]
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-APP_USER, APP_PASSWORD = "aiopd", "p@ss:w/rd 1"
 SU_PASSWORD = "su-secret"
 MEMBERS = ("pg1", "pg2", "pg3")
 PATRONI_VERSION = "4.1.5"
@@ -247,11 +258,9 @@ class Patroni:
         started = time.monotonic()
         member = self.member(name)
         if read_pid(self.dir / f"{name}.pid") is None:
-            argv = [
-                "setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
-                "env", "HOME=/var/lib/postgresql",
-                str(self.venv / "bin" / "patroni"), str(self.dir / f"{name}.yml"),
-            ]  # fmt: skip
+            argv = as_postgres(
+                "env", "HOME=/var/lib/postgresql", self.venv / "bin" / "patroni", self.dir / f"{name}.yml"
+            )
             daemon(argv, log=self.dir / f"{name}.log", pidfile=self.dir / f"{name}.pid")
         if wait_healthy:
             wait(
@@ -277,11 +286,10 @@ class Patroni:
 
     def psql(self, name: str, sql: str, database: str = "postgres") -> str:
         """Run ``sql`` as postgres on member ``name`` over its Unix socket; its output."""
-        argv = [
-            "setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", str(PG_BIN / "psql"),
-            "-h", str(self.dir / "run"), "-p", str(self.member(name).pg_port), "-d", database,
+        argv = as_postgres(
+            PG_BIN / "psql", "-h", self.dir / "run", "-p", str(self.member(name).pg_port), "-d", database,
             "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql,
-        ]  # fmt: skip
+        )  # fmt: skip
         proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
         if proc.returncode != 0:
             raise TopologyError(f"psql on {name}: {proc.stderr.strip()}")
