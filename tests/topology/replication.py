@@ -322,45 +322,30 @@ class Replication:
 
     # -- faults ----------------------------------------------------------------------
 
-    def _need_replica(self, node: str) -> str:
+    def _replica(self, node: str) -> Postgres | MariaDB:
+        """The topology that holds replica ``node``, which must be running."""
         kind = _kind(node)
         if node not in REPLICAS:
             raise TopologyError(f"{node} is not a replica")
-        running = self.postgres.running if kind == "pg" else self.mariadb.running
-        if not running(node):
+        side: Postgres | MariaDB = self.postgres if kind == "pg" else self.mariadb
+        if not side.running(node):
             raise TopologyError(f"{node} is down")
-        return kind
+        return side
 
     def delay(self, node: str, seconds: float | str) -> None:
         """Replica ``node`` applies changes ``seconds`` late; 0 removes the delay."""
-        kind = _kind(node)
         with self._lock():
-            self._need_replica(node)
-            secs = _seconds(seconds)
-            if kind == "pg":
-                self.postgres.delay(node, secs)
-            else:
-                self.mariadb.delay(node, secs)
+            self._replica(node).delay(node, _seconds(seconds))
 
     def pause(self, node: str) -> None:
         """Stop replay on replica ``node`` (it keeps receiving)."""
-        kind = _kind(node)
         with self._lock():
-            self._need_replica(node)
-            if kind == "pg":
-                self.postgres.pause(node)
-            else:
-                self.mariadb.pause(node)
+            self._replica(node).pause(node)
             say(f"{node}: replay paused")
 
     def resume(self, node: str) -> None:
-        kind = _kind(node)
         with self._lock():
-            self._need_replica(node)
-            if kind == "pg":
-                self.postgres.resume(node)
-            else:
-                self.mariadb.resume(node)
+            self._replica(node).resume(node)
             say(f"{node}: replay resumed")
 
     def down(self, node: str) -> None:
@@ -389,13 +374,8 @@ class Replication:
     def promote(self, node: str) -> None:
         """Turn replica ``node`` into a primary. The old primary keeps running (take it ``down``
         first for a real failover); the topology stays changed until :meth:`reset`."""
-        kind = _kind(node)
         with self._lock():
-            self._need_replica(node)
-            if kind == "pg":
-                self.postgres.promote(node)
-            else:
-                self.mariadb.promote(node)
+            self._replica(node).promote(node)
             say(f"{node}: promoted to primary")
 
     def reset(self, part: str = "all") -> float:
