@@ -9,7 +9,7 @@ PyMySQL error).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 __all__ = ["is_conflict", "refuses_writes"]
 
@@ -60,27 +60,25 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         )
 
 
-def _has_code(exc: BaseException, sqlstates: frozenset[str], numbers: frozenset[int]) -> bool:
-    for error in _chain(exc):
-        sqlstate, number = _codes(error)
-        if sqlstate in sqlstates or number in numbers:
-            return True
-    return False
+def _any_error(exc: BaseException, matches: Callable[[BaseException, str | None, int | None], bool]) -> bool:
+    """Whether ``matches(error, sqlstate, mysql_number)`` holds for ``exc`` or an error it wraps."""
+    return any(matches(error, *_codes(error)) for error in _chain(exc))
 
 
 def is_conflict(exc: BaseException) -> bool:
     """Whether the server rolled the transaction back because of a conflict: serialization
     failure, deadlock, Galera certification failure."""
-    return _has_code(exc, CONFLICT_SQLSTATES, CONFLICT_MYSQL_ERRORS)
+    return _any_error(
+        exc, lambda _, state, number: state in CONFLICT_SQLSTATES or number in CONFLICT_MYSQL_ERRORS
+    )
 
 
 def refuses_writes(exc: BaseException) -> bool:
     """Whether the server refused a statement because it is read-only: a standby or a read-only
     server, or (PostgreSQL says both the same way) a read-only transaction."""
-    for error in _chain(exc):
-        sqlstate, number = _codes(error)
-        if sqlstate in READ_ONLY_SQLSTATES or (
-            number in READ_ONLY_MYSQL_ERRORS and "read-only" in str(error)
-        ):
-            return True
-    return False
+    return _any_error(
+        exc,
+        lambda error, state, number: (
+            state in READ_ONLY_SQLSTATES or (number in READ_ONLY_MYSQL_ERRORS and "read-only" in str(error))
+        ),
+    )
