@@ -370,13 +370,9 @@ def aiomysql_quiet_cursor(base: type[Any], escape: Callable[[Any, Any], str]) ->
 async def asyncpg_run(conn: Any, query: str, args: Sequence[Any]) -> tuple[list[Any], bytes, Any]:
     """Run ``query`` ($n placeholders) as ``fetch()`` would: ``(records, status line, statement)``.
 
-    A statement already in the connection's cache is bound and executed directly: the same
-    protocol call ``fetch()`` ends in, without the three coroutine layers and the per-call
-    closure around it (a tenth of a short statement's client time). Schema changes are handled
-    as ``Connection._do_execute`` handles them.
-    """
-    from asyncpg.exceptions import InvalidCachedStatementError, OutdatedSchemaCacheError
-
+    A statement in the connection's cache is bound and executed directly: ``fetch()``'s last
+    protocol call without its three coroutine layers and per-call closure (a tenth of a short
+    statement's client time). Schema changes are handled as ``Connection._do_execute`` does."""
     protocol = conn._protocol
     stmt = None
     if protocol is not None and not conn._aborted:
@@ -389,10 +385,15 @@ async def asyncpg_run(conn: Any, query: str, args: Sequence[Any]) -> tuple[list[
                     state=stmt, args=args, portal_name="", limit=0, return_extra=True, timeout=None
                 )
                 return rows, status, stmt
-            except OutdatedSchemaCacheError:
-                await conn.reload_schema_state()
-                raise
-            except InvalidCachedStatementError:
+            except Exception as exc:
+                # Imported here, off the statement's path (the driver is an optional extra).
+                from asyncpg.exceptions import InvalidCachedStatementError, OutdatedSchemaCacheError
+
+                if isinstance(exc, OutdatedSchemaCacheError):
+                    await conn.reload_schema_state()
+                    raise
+                if not isinstance(exc, InvalidCachedStatementError):
+                    raise
                 # The statement's result type changed (ALTER TABLE, search_path): outside a
                 # transaction, prepare it again below, once.
                 conn._drop_global_statement_cache()

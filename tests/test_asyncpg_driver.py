@@ -234,6 +234,22 @@ async def test_the_statement_cache_prepares_and_the_url_option_turns_it_off(tmp_
         await uncached.close()
 
 
+async def test_a_cached_statement_whose_result_changed_is_prepared_again(tmp_path: Path) -> None:
+    manager = Manager(asyncpg_url(topology_for("psycopg", tmp_path).primary), health_check_interval=None)
+    try:
+        async with manager.connection():  # one session, so the second SELECT finds the cached one
+            await manager.raw_sql("DROP TABLE IF EXISTS t_reshaped")
+            await manager.raw_sql("CREATE TABLE t_reshaped (a integer)")
+            await manager.raw_sql("INSERT INTO t_reshaped VALUES (1)")
+            assert await manager.raw_sql("SELECT * FROM t_reshaped") == [(1,)]
+            await manager.raw_sql("ALTER TABLE t_reshaped ADD COLUMN b text DEFAULT 'x'")
+            # asyncpg refuses the cached statement (its result type changed): it is prepared anew.
+            assert await manager.raw_sql("SELECT * FROM t_reshaped") == [(1, "x")]
+            await manager.raw_sql("DROP TABLE t_reshaped")
+    finally:
+        await manager.close()
+
+
 class Counter(peewee.Model):
     name = peewee.CharField(max_length=32, unique=True)
     value = peewee.IntegerField(default=0)
