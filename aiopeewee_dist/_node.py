@@ -26,6 +26,7 @@ from ._replication import Position, parse_position, position_sql
 from ._rows import model_rows
 from ._server_errors import refuses_writes
 from ._shapes import shape_of, statement_for
+from ._sharing import SharedCheckout
 from ._sqllog import SQL_LOGGER, log_statement
 from ._templates import Lookup, Template, template_for
 from ._transaction import Transaction
@@ -66,11 +67,10 @@ class Node:
         self.driver = get_driver(url.backend)
         options = options or PoolOptions()
         self._read_pool: ConnectionPool | None = None
+        in_flight = options.max_size  # statements at once, also where they share a connection
         if url.backend == "aiosqlite":
-            writer = options.replace(max_size=1, min_size=min(options.min_size, 1))
-            if url.is_memory:
-                writer = writer.replace(min_size=1)
-            else:
+            writer = options.replace(max_size=1, min_size=1 if url.is_memory else min(options.min_size, 1))
+            if not url.is_memory:
                 self._read_pool = ConnectionPool(
                     name=f"{name}/readers", driver=self.driver, url=url, options=options, read_only=True
                 )
@@ -85,6 +85,9 @@ class Node:
             # An in-memory SQLite database lives exactly as long as its one connection.
             keep_forever=url.is_memory,
         )
+        # Where a one-statement checkout of the writer pool comes from (see _sharing).
+        shared = SharedCheckout(self.pool, limit=in_flight) if self.driver.queues_statements else None
+        self._statements = shared or self.pool
         self.database = dialect_for(self)
         # Shortcut lookups (_templates) and execute() shapes (_shapes); a lookup's key starts with its class.
         self._compiled: LRUCache[Any, Template] = LRUCache(_MAX_COMPILED)
@@ -150,21 +153,15 @@ class Node:
     # -- connections ---------------------------------------------------------------
 
     def pin(self, *, write: bool = True, read_only: bool | None = None, bind: bool = True) -> _context.Pin:
-        """Hold one connection of this node for a block (see :class:`._context.Pin`).
-
-        ``write``: from the writer pool (a SQLite node's readers otherwise); ``read_only``:
-        refuse writes on it (default: only a reader connection does); ``bind``: pin it to
-        the task, so the task's queries to this node inside the block run on it.
-        """
+        """Hold one connection of this node for a block (see :class:`._context.Pin`). ``write``: from
+        the writer pool (a SQLite node's readers otherwise); ``read_only``: refuse writes on it (default:
+        only a reader connection does); ``bind``: pin it to the task (its queries here run on it)."""
         return _context.Pin(self, write=write, bind=bind, read_only=read_only)
 
     @asynccontextmanager
     async def connection(self, *, write: bool = True) -> AsyncIterator[Any]:
-        """Pin one connection of this node to the current task for the block.
-
-        Inside, every query the task sends to this node (and only this node) runs on
-        it. Re-entrant: an already pinned connection is reused.
-        """
+        """Pin one connection of this node to the task for the block: inside, the task's queries
+        to this node (and only this node) run on it. Re-entrant: a pinned connection is reused."""
         async with self.pin(write=write) as binding:
             await self.send_begin(binding)  # the caller may use the raw connection directly
             yield binding.conn
@@ -237,7 +234,7 @@ class Node:
                 observation.waited(0.0)
             return await self._run_pinned(binding, sql, params)
         # A checkout for one statement, inlined rather than a Pin: this is every statement's path.
-        pool = self.pool_for(write)
+        pool = self._statements if write or self._read_pool is None else self._read_pool
         pc = await (pool.acquire() if observation is None else acquire_timed(pool, observation))
         try:
             result = await self._run(pc, sql, params)
@@ -415,6 +412,8 @@ class Node:
         A SQLite node's writer and reader pools are summed, counters included.
         """
         stats = self.pool.get_stats()
+        if self._statements is not self.pool:  # statements waiting to share the writer connection
+            stats["waiting"] += self._statements.waiting
         if self._read_pool is not None:
             for key, value in self._read_pool.get_stats().items():
                 if key != "min_size":

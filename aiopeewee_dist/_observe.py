@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from ._node import Node
     from ._pool import ConnectionPool, PooledConnection
+    from ._sharing import SharedCheckout
 
 __all__ = ["Observation", "StatementObserver", "acquire_timed", "percentiles_ms"]
 
@@ -32,7 +33,7 @@ class StatementObserver(Protocol):
         """A block around one statement; an exception leaving it is the statement's error."""
 
 
-async def acquire_timed(pool: ConnectionPool, observation: Observation) -> PooledConnection:
+async def acquire_timed(pool: ConnectionPool | SharedCheckout, observation: Observation) -> PooledConnection:
     """``pool.acquire()``, telling ``observation`` how long it waited."""
     start = time.perf_counter()
     pc = await pool.acquire()

@@ -200,13 +200,9 @@ class ConnectionPool:
                 return received
 
     async def acquire_within(self, timeout: float) -> PooledConnection:
-        """:meth:`acquire` bounded by ``timeout`` (``asyncio.TimeoutError``).
-
-        Not ``asyncio.wait_for(acquire(), timeout)``: on Python < 3.12, when the caller is
-        cancelled just as the acquire completes, wait_for drops the result, and that
-        connection would stay checked out until garbage collection. A connection arriving
-        after the caller gave up is given back here instead.
-        """
+        """:meth:`acquire` bounded by ``timeout`` (``asyncio.TimeoutError``). Not ``wait_for``: on
+        Python < 3.12 it drops a connection that arrives as the caller is cancelled, leaving it
+        checked out until garbage collection; here such a connection is given back."""
         acquiring = asyncio.ensure_future(self.acquire())
         try:
             done, _ = await asyncio.wait({acquiring}, timeout=timeout)
@@ -302,12 +298,8 @@ class ConnectionPool:
         try:
             return await asyncio.wait_for(fut, max(deadline - time.monotonic(), 0))
         except asyncio.TimeoutError:
-            self._counters[self.TIMEOUTS] += 1
-            raise PoolTimeout(
-                f"node {self.name!r}: no connection available within "
-                f"{self.options.acquire_timeout:g}s (max_size={self.options.max_size}, "
-                f"in use={self._in_use}, waiting={len(self._waiters)})"
-            ) from None
+            detail = f"max_size={self.options.max_size}, in use={self._in_use}, waiting={len(self._waiters)}"
+            raise self.timed_out(detail) from None
         except BaseException:
             # Cancelled after a connection was handed to us: give it to the next one.
             if fut.done() and not fut.cancelled() and fut.exception() is None:
@@ -319,6 +311,12 @@ class ConnectionPool:
         finally:
             if fut in self._waiters:
                 self._waiters.remove(fut)
+
+    def timed_out(self, detail: str) -> PoolTimeout:
+        """The error for a caller that waited ``acquire_timeout`` in vain (counted in the stats)."""
+        self._counters[self.TIMEOUTS] += 1
+        limit = f"{self.options.acquire_timeout:g}s"
+        return PoolTimeout(f"node {self.name!r}: no connection available within {limit} ({detail})")
 
     def _wake_one(self, pc: PooledConnection | None) -> bool:
         """Hand ``pc`` (or, with None, room to open a connection) to the first live waiter."""
@@ -365,13 +363,11 @@ class ConnectionPool:
 
     def _shrink(self) -> None:
         # Close connections idle for longer than max_idle, oldest first, down to min_size.
-        now = time.monotonic()
+        now, idle = time.monotonic(), self._idle
         while (
-            len(self._idle) > 0
-            and self._size > self.options.min_size
-            and now - self._idle[0].idle_since >= self.options.max_idle
+            idle and self._size > self.options.min_size and now - idle[0].idle_since >= self.options.max_idle
         ):
-            pc = self._idle.popleft()
+            pc = idle.popleft()
             self._size -= 1
             self._spawn(self._close_conn(pc))
 
@@ -420,13 +416,25 @@ class ConnectionPool:
     def in_use(self) -> int:
         return self._in_use
 
+    @property
+    def available(self) -> int:
+        return len(self._idle)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def is_current(self, pc: PooledConnection) -> bool:
+        """Whether ``pc`` is still one to use: not expired by ``expire_connections`` or a new loop."""
+        return pc.epoch == self._epoch
+
     def get_stats(self) -> dict[str, int]:
         """Live measures and counters since the pool was made, as a plain dict."""
         stats = {
             "size": self._size,
-            "available": len(self._idle),
+            "available": self.available,
             "acquired": self._in_use,
-            "waiting": len(self._waiters),
+            "waiting": self.waiting,
             "min_size": self.options.min_size,
             "max_size": self.options.max_size,
         }

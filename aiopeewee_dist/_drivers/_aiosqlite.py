@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
@@ -47,21 +48,32 @@ async def _call(conn: Any, function: Any, *args: Any) -> Any:
 
     Without this a cancelled statement runs on in the thread to its end (aiosqlite does not
     stop it), and a cancelled write transaction keeps SQLite's write lock meanwhile, so every
-    other writer fails with "database is locked". ``interrupt()`` is safe from any thread; the
-    flag covers a call cancelled before the thread has started it.
+    other writer fails with "database is locked". ``interrupt()`` stops whatever statement the
+    connection runs, and other tasks' statements queue on the same connection (_sharing): the
+    lock makes sure the interrupted statement is this caller's, and a call cancelled before
+    the thread started it never runs.
     """
-    cancelled = False
+    lock = threading.Lock()
+    state = [False, False]  # [cancelled, running]
 
     def guarded() -> Any:
-        if cancelled:
-            raise sqlite3.OperationalError("interrupted: the caller was cancelled")
-        return function(*args)
+        with lock:
+            if state[0]:
+                raise sqlite3.OperationalError("interrupted: the caller was cancelled")
+            state[1] = True
+        try:
+            return function(*args)
+        finally:
+            with lock:
+                state[1] = False
 
     try:
         return await aiosqlite_call_in_thread(conn, guarded)
     except asyncio.CancelledError:
-        cancelled = True
-        aiosqlite_interrupt(conn)
+        with lock:
+            state[0] = True
+            if state[1]:
+                aiosqlite_interrupt(conn)
         raise
 
 
@@ -69,6 +81,8 @@ class AiosqliteDriver(Driver):
     backend = "aiosqlite"
     # The connection lives in its own thread and answers on whichever loop asks.
     loop_bound = False
+    # Its thread runs what it is given in turn; _call interrupts only the caller's own statement.
+    queues_statements = True
 
     async def connect(self, url: DatabaseURL, *, timeout: float, read_only: bool = False) -> Any:
         # Each pragma applies per connection; sqlite_pragmas() validated their values.

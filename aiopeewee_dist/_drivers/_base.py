@@ -67,6 +67,9 @@ class Driver(abc.ABC):
     #: Whether ``execute_after`` can send a transaction's BEGIN in the same message as the
     #: transaction's first statement (one round trip less per transaction).
     merges_begin: ClassVar[bool] = False
+    #: Whether a connection queues the statements given to it and runs them in turn, so that
+    #: autocommit statements can share one (``_sharing``) instead of taking it one at a time.
+    queues_statements: ClassVar[bool] = False
     #: The dialect whose replication status queries this driver's servers answer, when it is
     #: not the URL's (the fake servers of aiopeewee_dist.testing answer PostgreSQL's).
     replication_dialect: ClassVar[str | None] = None
