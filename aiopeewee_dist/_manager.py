@@ -419,9 +419,13 @@ class Manager(TransactionMethods, ModelShortcuts, ManagerDeprecations, OpensOnEn
             target = await self._dispatch.read(_identity, node)
         # Chunks are flattened here only: a generator hop per row in each layer below costs.
         async with aclosing(target.iterate_chunks(query, chunk_size=chunk_size, write=write)) as chunks:
-            async for chunk in chunks:
-                for row in chunk:
-                    yield row
+            async for rows, build in chunks:
+                if build is None:
+                    for row in rows:
+                        yield row
+                else:
+                    for row in rows:
+                        yield build(row)
 
     async def raw_sql(
         self, sql: str, params: Sequence[Any] = (), *, node: NodeRef = None, multiple_statements: bool = False

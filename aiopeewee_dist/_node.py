@@ -23,7 +23,7 @@ from ._options import PoolOptions
 from ._pool import ConnectionPool, PooledConnection
 from ._query import compile_query, shape_result
 from ._replication import Position, parse_position, position_sql
-from ._rows import model_rows
+from ._rows import RowBuilder, row_builder
 from ._server_errors import refuses_writes
 from ._shapes import shape_of, statement_for
 from ._sharing import SharedCheckout
@@ -36,6 +36,7 @@ __all__ = ["Node", "NodeRef", "Role"]
 
 Role = Literal["primary", "replica"]
 
+Chunks = AsyncGenerator[tuple[list[Any], RowBuilder | None], None]  # see iterate_chunks
 _LATENCY_SAMPLES = 1024
 _MAX_COMPILED = 2048
 
@@ -372,10 +373,9 @@ class Node:
         result = await self.run_sql(sql, write=False)
         return parse_position(dialect, result.rows[0][0]) if result.rows else None
 
-    async def iterate_chunks(
-        self, query: Any, *, chunk_size: int, write: bool = False
-    ) -> AsyncGenerator[list[Any], None]:
-        """A select's shaped rows through a server-side cursor, in lists of up to ``chunk_size``."""
+    async def iterate_chunks(self, query: Any, *, chunk_size: int, write: bool = False) -> Chunks:
+        """A select's rows through a server-side cursor, in lists of up to ``chunk_size``, each with
+        what makes a row the model instance Peewee returns (None: the rows are final already)."""
         query, sql, params = compile_query(query, self.database)
         # Not pinned to the task (bind=False): an async generator runs in its consumer's context,
         # so a pinned stream connection would capture the consumer's other queries to this node
@@ -390,14 +390,16 @@ class Node:
 
     async def _stream(
         self, binding: _context.Binding, query: Any, sql: str, params: Sequence[Any], chunk_size: int
-    ) -> AsyncGenerator[list[Any], None]:
+    ) -> Chunks:
         self._counters[self.QUERIES] += 1
         try:
             with exception_wrapper:
                 async with aclosing(self.driver.stream(binding.conn, sql, params, chunk_size)) as chunks:
                     async for chunk in chunks:
-                        rows = model_rows(query, chunk)
-                        yield rows if rows is not None else list(cursor_wrapper(query, chunk))
+                        # Instances are made as they are taken: a chunk of them alive at once outlives
+                        # young GC passes, and older ones cost more than the building itself.
+                        build = row_builder(query, chunk.description)
+                        yield (chunk.rows, build) if build else (list(cursor_wrapper(query, chunk)), None)
         except BaseException as exc:
             if isinstance(exc, Exception):
                 self._counters[self.ERRORS] += 1
@@ -424,12 +426,9 @@ class Node:
 
     def stats(self, now: float) -> dict[str, Any]:
         """:meth:`get_stats` plus latency percentiles (ms), role, up and lag, for ``Manager.stats``."""
-        entry: dict[str, Any] = dict(self.get_stats())
-        entry.update(percentiles_ms(self.latencies))
-        entry["role"] = self.role
-        entry["up"] = self.healthy
-        entry["lag"] = self.health.staleness(now) if self.role == "replica" else 0.0
-        return entry
+        lag = self.health.staleness(now) if self.role == "replica" else 0.0
+        entry = {**self.get_stats(), **percentiles_ms(self.latencies)}
+        return {**entry, "role": self.role, "up": self.healthy, "lag": lag}
 
     async def drain(self, timeout: float) -> None:
         """Wait until no connection of this node is checked out (at most ``timeout``)."""

@@ -20,6 +20,7 @@ live field object later is not seen (Peewee itself resolves them per query).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import peewee
@@ -28,7 +29,10 @@ from ._cache import LRUCache
 from ._compat import StringField
 from ._drivers import Result
 
-__all__ = ["insert_rows", "model_rows"]
+__all__ = ["RowBuilder", "insert_rows", "model_rows", "row_builder"]
+
+#: Makes one model instance from one result row.
+RowBuilder = Callable[[Any], Any]
 
 # peewee's type stubs leave out the query and cursor-wrapper internals used here.
 _pw: Any = peewee
@@ -67,29 +71,40 @@ class _Description:
 
 def model_rows(query: Any, result: Result) -> list[Any] | None:
     """The rows of ``result`` as ``query``'s model instances, or None if no plan applies."""
-    if (
+    rows = result.rows
+    if not rows:
+        return [] if _plain(query) else None
+    build = row_builder(query, result.description)
+    return None if build is None else [build(row) for row in rows]
+
+
+def row_builder(query: Any, description: Any) -> RowBuilder | None:
+    """The function that makes one of ``query``'s model instances from a row of a result with
+    this ``description``, or None if no plan applies (Peewee's cursor wrappers then)."""
+    if not _plain(query):
+        return None
+    # ids are safe in the key: the plan keeps the nodes alive, so no other object can
+    # take their ids while the entry exists.
+    select = query._returning
+    key = (query.model, tuple(map(id, select)), tuple([column[0] for column in description or ()]))
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _make_plan(query.model, select, description)
+        _plans.put(key, plan)
+    if plan is _INELIGIBLE:
+        return None
+    build: RowBuilder = plan[1]
+    return build
+
+
+def _plain(query: Any) -> bool:
+    return not (
         type(query) is not _MODEL_SELECT
         or query._row_type not in _MODEL_ROW_TYPES
         or query._joins
         or len(query._from_list) != 1
         or _OWN_WRAPPERS & query.__dict__.keys()
-    ):
-        return None
-    rows = result.rows
-    if not rows:
-        return []
-    select = query._returning
-    # ids are safe in the key: the plan keeps the nodes alive, so no other object can
-    # take their ids while the entry exists.
-    key = (query.model, tuple(map(id, select)), tuple([column[0] for column in result.description or ()]))
-    plan = _plans.get(key)
-    if plan is None:
-        plan = _make_plan(query.model, select, result.description)
-        _plans.put(key, plan)
-    if plan is _INELIGIBLE:
-        return None
-    build = plan[1]
-    return [build(row) for row in rows]
+    )
 
 
 def insert_rows(query: Any, result: Result) -> list[Any] | None:
