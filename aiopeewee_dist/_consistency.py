@@ -185,8 +185,7 @@ class Consistency:
                 return None  # the caller's cap: past it, any eligible replica serves
             return [node for node in candidates if node.health.holds_writes_before(written)]
         if self.mode == "causal" and session.position is not None:
-            needed = session.position
-            return [n for n in candidates if n.health.position and n.health.position.covers(needed)]
+            return [node for node in candidates if node.health.covers(session.position)]
         return None
 
     def required_position(self) -> Position | None:

@@ -20,7 +20,7 @@ from ._errors import NodeUnavailable
 from ._health import HealthMonitor
 from ._node import Node, NodeRef
 from ._replication import UNKNOWN_POSITION, Position
-from ._router import Router, covering_replicas
+from ._router import Router
 
 __all__ = ["Dispatcher"]
 
@@ -105,7 +105,11 @@ class Dispatcher:
         deadline = time.monotonic() + self._consistency.causal_wait
         while True:
             candidates = self._router.eligible_replicas()
-            if not candidates or covering_replicas(candidates, needed) or time.monotonic() >= deadline:
+            if (
+                not candidates
+                or any(n.health.covers(needed) for n in candidates)
+                or time.monotonic() >= deadline
+            ):
                 return
             await asyncio.sleep(0.005)
             await self._monitor.refresh_positions(candidates)

@@ -109,6 +109,11 @@ class NodeHealth:
         """Upper bound on how old the node's data is at ``now``; None if unknown."""
         return None if self.fresh_as_of is None else max(now - self.fresh_as_of, 0.0)
 
+    def covers(self, needed: Position) -> bool:
+        """Whether the node's last known replayed position includes ``needed`` (causal reads)."""
+        position = self.position
+        return position is not None and position.covers(needed)
+
     def holds_writes_before(self, written_at: float) -> bool:
         """Proven: the node holds every commit acknowledged before wall-clock ``written_at``.
 

@@ -33,9 +33,8 @@ from . import _context
 from ._consistency import Consistency
 from ._errors import ConfigurationError, NoHealthyReplica, ReadOnlyError, RoutingError
 from ._node import Node
-from ._replication import Position
 
-__all__ = ["STRATEGIES", "Router", "Strategy", "StrategyName", "covering_replicas", "make_strategy"]
+__all__ = ["STRATEGIES", "Router", "Strategy", "StrategyName", "make_strategy"]
 
 logger = logging.getLogger("aiopeewee_dist.router")
 
@@ -95,11 +94,6 @@ def make_strategy(strategy: StrategyName | Strategy) -> Strategy:
         raise ConfigurationError(
             f"unknown routing strategy {strategy!r} (expected one of {', '.join(STRATEGIES)} or a callable)"
         ) from None
-
-
-def covering_replicas(nodes: Sequence[Node], needed: Position) -> list[Node]:
-    """The nodes whose last known position includes ``needed`` (causal reads)."""
-    return [n for n in nodes if n.health.position and n.health.position.covers(needed)]
 
 
 class _Primary:
