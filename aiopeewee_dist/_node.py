@@ -22,6 +22,7 @@ from ._observe import Observation, StatementObserver, acquire_timed, percentiles
 from ._options import PoolOptions
 from ._pool import ConnectionPool, PooledConnection
 from ._query import compile_query, shape_result
+from ._readahead import read_ahead
 from ._replication import Position, parse_position, position_sql
 from ._rows import RowBuilder, row_builder
 from ._server_errors import refuses_writes
@@ -377,15 +378,16 @@ class Node:
         """A select's rows through a server-side cursor, in lists of up to ``chunk_size``, each with
         what makes a row the model instance Peewee returns (None: the rows are final already)."""
         query, sql, params = compile_query(query, self.database)
-        # Not pinned to the task (bind=False): an async generator runs in its consumer's context,
-        # so a pinned stream connection would capture the consumer's other queries to this node
-        # mid-stream, and a stream abandoned without ``async with`` is finalised in another
-        # Context, where the binding could not be reset (in a transaction it uses the pinned one).
-        # aclosing: the driver's cleanup (COMMIT, CLOSE cursor) must run before the release.
-        async with self.pin(write=write, bind=False) as binding:
+        # Not pinned to the task (bind=False): an async generator runs in its consumer's context, so a
+        # pinned connection would capture the consumer's other queries to this node mid-stream, and a
+        # stream dropped without ``async with`` is finalised in another Context, where no binding can
+        # be reset (in a transaction it uses the pinned one). aclosing: the driver's cleanup first.
+        pin = self.pin(write=write, bind=False)
+        async with pin as binding:
             await self.send_begin(binding)  # the driver checks the connection's transaction state
-            async with aclosing(self._stream(binding, query, sql, params, chunk_size)) as chunks:
-                async for chunk in chunks:
+            chunks = read_ahead(self._stream(binding, query, sql, params, chunk_size), ahead=pin.owned)
+            async with aclosing(chunks) as stream:
+                async for chunk in stream:
                     yield chunk
 
     async def _stream(

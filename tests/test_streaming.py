@@ -303,6 +303,10 @@ async def test_streaming_inside_a_transaction(filled: Topology, manager: Manager
             seen = []
             async for row in manager.iterate(query, chunk_size=3):
                 seen.append(row.n)
+                if filled.kind != "mysql":  # an unbuffered MySQL result blocks its connection
+                    # The transaction's connection serves this query between the stream's fetches
+                    # (a fetch ahead would run on it at the same time).
+                    assert await manager.count(StreamRow.select().where(StreamRow.n < 0)) == 1
                 if declares and len(seen) == 1:
                     # DECLAREd in the caller's transaction: the cursor is visible in that session.
                     cursors_during.append(
