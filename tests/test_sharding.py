@@ -642,6 +642,13 @@ async def test_streaming_fan_out_yields_the_materialised_rows_in_order(
             assert all(0 <= received[s] - consumed[s] <= chunk for s in sharded.shards)
     assert received == consumed and sum(consumed.values()) == 3000
 
+    # Without ORDER BY too, every shard's stream has started when the first row comes.
+    received = dict.fromkeys(sharded.shards, 0)
+    async with sharded.iterate(ShUser.select(), shards="all", chunk_size=chunk) as stream:
+        async for _ in stream:
+            assert all(received[s] > 0 for s in sharded.shards), received
+            break
+
     # Stopping early releases every shard's connection.
     async with sharded.iterate(ShUser.select().order_by(ShUser.id), shards="all", chunk_size=50) as stream:
         async for row in stream:

@@ -74,7 +74,8 @@ def fan_out_stream(
     partial: bool,
 ) -> FanOutStream:
     """Stream ``query``'s rows from ``targets``: a lazy k-way merge with ORDER BY, the shards
-    one after another without; aggregates are merged as by :func:`fan_out_select`."""
+    one after another without (all started at once); aggregates are merged as by
+    :func:`fan_out_select`."""
     failures: dict[str, BaseException] = {}
     if len(targets) == 1:
         stream = managers[targets[0]].iterate(query, chunk_size=chunk_size)

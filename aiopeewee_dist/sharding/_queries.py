@@ -181,11 +181,11 @@ class ShardedQueries:
         """Stream a select's rows from its shard(s) with bounded memory.
 
         With several shards and an ORDER BY, an async k-way merge of the shards' streams
-        (``Manager.iterate``) yields rows in global order, holding at most one chunk per
-        shard; each shard keeps one connection (and cursor) open while the stream is open.
-        Without ORDER BY the shards are streamed one after another. Aggregates and GROUP BY
-        are computed as in :meth:`execute` and then yielded. Use ``async with`` to release
-        every connection at once when stopping early.
+        (``Manager.iterate``) yields rows in global order, holding about two chunks per shard
+        (each fetches its next one ahead); each shard keeps one connection (and cursor) open
+        while the stream is open. Without ORDER BY the shards are yielded one after another,
+        all started at once. Aggregates and GROUP BY are computed as in :meth:`execute` and
+        then yielded. Use ``async with`` to release every connection at once when stopping early.
         """
         check_count("chunk_size", chunk_size, upper=1_000_000)
         route = self._dispatch.route(query, "iterate", shards=shards, shard_key=shard_key)
