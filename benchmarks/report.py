@@ -167,6 +167,22 @@ def extras(result: dict[str, Any]) -> list[str]:
             f"({fan['fanout_over_sum']:.2f}x their sum). The three shards share this machine's 2 cores.",
             "",
         ]
+        if "fanout_streamed_s" in fan:
+            streamed = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in fan["single_shard_streamed_s"].items())
+            lines += [
+                f"Streamed (`iterate`): single shards {streamed}; fan-out to all three "
+                f"{fan['fanout_streamed_s'] * 1000:.1f} ms = "
+                f"**{fan['fanout_streamed_over_slowest']:.2f}x the slowest single shard**. "
+                "Target (issue 16): at most 1.2x, both materialised and streamed.",
+                "",
+            ]
+        if "raw_concurrent_s" in fan:
+            lines += [
+                "The same SQL on three raw psycopg connections at once (no library, no models): "
+                f"{fan['raw_concurrent_s'] * 1000:.1f} ms = **{fan['raw_concurrent_over_slowest']:.2f}x** "
+                "the slowest single shard: the floor on this machine, where three scans share 2 cores.",
+                "",
+            ]
     router = result.get("router") or {}
     if router.get("ok"):
         lines += [
