@@ -145,11 +145,11 @@ class SharedCheckout:
         self._slot_waiters.append(fut)
         try:
             await asyncio.wait_for(fut, max(deadline - loop.time(), 0))
-        except asyncio.TimeoutError:
-            raise self.pool.timed_out(f"max_size={self._limit} statements in flight") from None
-        except BaseException:
+        except BaseException as exc:
             if fut.done() and not fut.cancelled():
                 self._give_slot()  # handed over as this caller gave up: pass it on
+            if isinstance(exc, asyncio.TimeoutError):
+                raise self.pool.timed_out(f"max_size={self._limit} statements in flight") from None
             raise
         finally:
             if fut in self._slot_waiters:
