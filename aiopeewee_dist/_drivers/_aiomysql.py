@@ -11,7 +11,7 @@ import pymysql
 
 from .._compat import aiomysql_detach, aiomysql_quiet_cursor
 from .._url import DatabaseURL, connect_kwargs
-from ._base import Driver, Result
+from ._base import Driver, Result, rooted
 
 
 def _escape(conn: Any, value: Any) -> str:
@@ -84,4 +84,6 @@ class AiomysqlDriver(Driver):
                     break
                 yield Result(list(rows), cur.description)
         finally:
-            await cur.close()
+            # Reads the rest of the unbuffered result: rooted, in case this is the loop's
+            # finalizer closing an abandoned stream (see rooted()).
+            await rooted(cur.close())

@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from .._url import DatabaseURL
 
 Row = Sequence[Any]
+T = TypeVar("T")
+
+# Tasks inside rooted(): the event loop itself keeps only weak references to tasks.
+_rooted: set[asyncio.Task[Any]] = set()
+
+
+async def rooted(call: Awaitable[T]) -> T:
+    """``await call`` with the current task strongly referenced until it ends.
+
+    For a stream's cleanup: when its consumer abandons it, the event loop's async-generator
+    finalizer runs the cleanup in a task that nothing references. A driver whose I/O waits on
+    an asyncio ``StreamReader`` (which its transport's protocol holds only weakly) is then
+    reachable, with its connection, only through reference cycles, and a garbage collection
+    destroys the task mid-cleanup: the connection is neither returned to the pool nor closed.
+    """
+    task = asyncio.current_task()
+    if task is None or task in _rooted:
+        return await call
+    _rooted.add(task)
+    try:
+        return await call
+    finally:
+        _rooted.discard(task)
 
 
 class Result:
