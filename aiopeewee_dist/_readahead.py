@@ -11,6 +11,9 @@ __all__ = ["read_ahead"]
 
 T = TypeVar("T")
 _END: Any = object()
+# The requests in flight: the event loop keeps only weak references to tasks, and a request
+# waiting on a driver's socket can be reachable only through reference cycles otherwise.
+_requests: set[asyncio.Future[Any]] = set()
 
 
 async def _next(chunks: AsyncGenerator[T, None]) -> T:
@@ -42,6 +45,8 @@ async def read_ahead(chunks: AsyncGenerator[T, None], *, ahead: bool = True) -> 
         try:
             while item is not _END:
                 pending = asyncio.ensure_future(_next(chunks))
+                _requests.add(pending)
+                pending.add_done_callback(_requests.discard)
                 yield item
                 item = await pending
                 pending = None
