@@ -183,6 +183,7 @@ def extras(result: dict[str, Any]) -> list[str]:
                 "the slowest single shard: the floor on this machine, where three scans share 2 cores.",
                 "",
             ]
+    lines += _layers_section(result.get("layers") or {})
     router = result.get("router") or {}
     if router.get("ok"):
         lines += [
@@ -291,3 +292,26 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _layers_section(layers: dict[str, Any]) -> list[str]:
+    """Client CPU per operation entered at each layer (``benchmarks/layers.py``)."""
+    done = {scheme: found for scheme, found in layers.items() if found.get("ok")}
+    if not done:
+        return []
+    steps = ("raw", "driver", "run_sql", "result", "manager")
+    lines = [
+        "### Where a statement's client CPU goes (concurrency 1, `benchmarks/layers.py`)",
+        "",
+        "This process's CPU µs per operation, entered at each layer: the raw driver on a held "
+        "connection, our driver adapter, the node (pool checkout, timing, error mapping), the node "
+        "plus turning rows into what Peewee returns, and the manager (lookup, routing, "
+        "read-your-writes). Each step's increase is that layer's cost.",
+        "",
+        "| driver | workload | " + " | ".join(steps) + " |",
+        "|---|---|" + "---:|" * len(steps),
+    ]
+    for scheme, found in done.items():
+        for workload, cpu in found["cpu_us"].items():
+            lines.append(f"| {scheme} | {workload} | " + " | ".join(f"{cpu[s]:.0f}" for s in steps) + " |")
+    return [*lines, ""]

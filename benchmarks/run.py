@@ -209,6 +209,7 @@ def main() -> None:
     router: dict[str, Any] = {}
     limit: dict[str, Any] = {}
     backends: dict[str, Any] = {}
+    layers: dict[str, Any] = {}
     if config.extras:
         streams = run_streams(config, list(workers))
         fanout = run_script(config, "fanout", str(3 if config.quick else 15))
@@ -216,6 +217,10 @@ def main() -> None:
         if not config.quick:  # a minute more; tests/test_bench_smoke.py runs them on their own
             limit = run_script(config, "limit", LIMIT_ROUNDS, "0.3")
             backends = run_script(config, "backends", LIMIT_ROUNDS, "0.3")
+            layers = {
+                scheme: run_script(config, "layers", "--scheme", scheme)
+                for scheme in ("postgresql+asyncpg", "postgresql")
+            }
         log(f"fan-out: {fanout}")
         log(f"router: {router}")
     result = {
@@ -235,6 +240,7 @@ def main() -> None:
         "router": router,
         "limit": limit,
         "backends": backends,
+        "layers": layers,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
