@@ -112,7 +112,7 @@ def chart(result: dict[str, Any], path: Path) -> bool:
     idx = _index(result)
     names = _contenders(result)
     levels = sorted({r["concurrency"] for r in result["results"]})
-    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5), constrained_layout=True)
+    fig, axes = plt.subplots(3, 3, figsize=(16, 13), constrained_layout=True)
     width = 0.8 / max(len(names), 1)
     colours = plt.get_cmap("turbo")
     for ax, workload in zip(axes.flat, WORKLOADS, strict=False):
@@ -125,11 +125,61 @@ def chart(result: dict[str, Any], path: Path) -> bool:
         ax.set_ylabel("ops/s (median)")
         ax.grid(axis="y", alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=len(names), fontsize=9)
-    fig.suptitle(f"ops/s per contender and workload ({result['started']}, pool max_size 16)")
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(names), 8), fontsize=9)
+    _target_panels(result, axes[2], colours)
+    fig.suptitle(
+        f"ops/s per contender and workload; bottom row: issue 16's ratios "
+        f"({result['started']}, pool max_size 16)"
+    )
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return True
+
+
+def _target_panels(result: dict[str, Any], axes: Any, colours: Any) -> None:
+    """Issue 16's ratios, each with its target as a dashed line."""
+    cells = [c for c in (result.get("limit") or {}).get("cells", []) if c.get("ops_per_s_to_raw")]
+    ours = sorted({c["contender"] for c in cells})
+    keys = sorted(
+        {(c["workload"], c["concurrency"]) for c in cells}, key=lambda k: (WORKLOADS.index(k[0]), k[1])
+    )
+    width = 0.8 / max(len(ours), 1)
+    for i, name in enumerate(ours):
+        found = {
+            (c["workload"], c["concurrency"]): c["ops_per_s_to_raw"] for c in cells if c["contender"] == name
+        }
+        xs = [j + (i - (len(ours) - 1) / 2) * width for j in range(len(keys))]
+        axes[0].bar(xs, [found.get(k, 0.0) for k in keys], width, label=name, color=colours(0.6 + 0.15 * i))
+    axes[0].set_xticks(range(len(keys)), [f"{w}@{n}" for w, n in keys], rotation=45, fontsize=8)
+    axes[0].axhline(0.9, linestyle="--", color="grey")
+    axes[0].set_title("aiopeewee_dist / its raw driver per operation (target 0.9 for writes)")
+    axes[0].legend(fontsize=8)
+    streams = {
+        s["contender"]: s["seconds"]
+        for s in result.get("streams", [])
+        if s.get("ok") and s.get("size") == 1_000_000
+    }
+    fan = result.get("fanout") or {}
+    bars = {
+        "stream psycopg": streams.get("aiopd", 0.0) / streams.get("psycopg", 1.0),
+        "stream asyncpg": streams.get("aiopd_asyncpg", 0.0) / streams.get("asyncpg", 1.0),
+        "fan-out": fan.get("fanout_over_slowest", 0.0),
+        "fan-out streamed": fan.get("fanout_streamed_over_slowest", 0.0),
+        "raw 3 at once": fan.get("raw_concurrent_over_slowest", 0.0),
+    }
+    axes[1].bar(list(bars), list(bars.values()), color=[colours(0.3)] * 2 + [colours(0.8)] * 3)
+    axes[1].axhline(1.5, linestyle="--", color=colours(0.3))
+    axes[1].axhline(1.2, linestyle="--", color=colours(0.8))
+    axes[1].set_title("1M rows / raw driver (target 1.5); fan-out / slowest shard (1.2)")
+    axes[1].tick_params(axis="x", labelrotation=20, labelsize=8)
+    backends = (result.get("backends") or {}).get("cells", [])
+    labels = [f"{c['backend']} {c['workload']}@{c['tasks']}" for c in backends]
+    axes[2].bar(labels, [c["wall_to_raw"] for c in backends], color=colours(0.5))
+    axes[2].axhline(0.9, linestyle="--", color="grey")
+    axes[2].set_title("MariaDB and SQLite / raw aiomysql, aiosqlite")
+    axes[2].tick_params(axis="x", labelrotation=45, labelsize=8)
+    for ax in axes:
+        ax.grid(axis="y", alpha=0.3)
 
 
 def extras(result: dict[str, Any]) -> list[str]:
@@ -290,10 +340,6 @@ def main() -> None:
     write(json.loads(source.read_text()), root / "docs" / "benchmarks.md", root / "docs" / "benchmarks.png")
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _layers_section(layers: dict[str, Any]) -> list[str]:
     """Client CPU per operation entered at each layer (``benchmarks/layers.py``)."""
     done = {scheme: found for scheme, found in layers.items() if found.get("ok")}
@@ -315,3 +361,7 @@ def _layers_section(layers: dict[str, Any]) -> list[str]:
         for workload, cpu in found["cpu_us"].items():
             lines.append(f"| {scheme} | {workload} | " + " | ".join(f"{cpu[s]:.0f}" for s in steps) + " |")
     return [*lines, ""]
+
+
+if __name__ == "__main__":
+    main()
