@@ -7,13 +7,12 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any, TypeVar
 
+from ._drivers import rooted
+
 __all__ = ["read_ahead"]
 
 T = TypeVar("T")
 _END: Any = object()
-# The requests in flight: the event loop keeps only weak references to tasks, and a request
-# waiting on a driver's socket can be reachable only through reference cycles otherwise.
-_requests: set[asyncio.Future[Any]] = set()
 
 
 async def _next(chunks: AsyncGenerator[T, None]) -> T:
@@ -44,9 +43,9 @@ async def read_ahead(chunks: AsyncGenerator[T, None], *, ahead: bool = True) -> 
         pending: asyncio.Future[T] | None = None
         try:
             while item is not _END:
-                pending = asyncio.ensure_future(_next(chunks))
-                _requests.add(pending)
-                pending.add_done_callback(_requests.discard)
+                # Rooted: a request waiting on a driver's socket may be reachable only through
+                # reference cycles (the loop holds tasks weakly) once the stream is abandoned.
+                pending = asyncio.ensure_future(rooted(_next(chunks)))
                 yield item
                 item = await pending
                 pending = None

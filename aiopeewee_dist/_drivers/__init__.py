@@ -6,9 +6,9 @@ import importlib
 from typing import cast
 
 from .._errors import ConfigurationError
-from ._base import Driver, Result
+from ._base import Driver, Result, rooted
 
-__all__ = ["Driver", "Result", "get_driver"]
+__all__ = ["Driver", "Result", "get_driver", "rooted"]
 
 _ADAPTERS = {
     # backend: (module, class, pip extra, package the adapter needs)
