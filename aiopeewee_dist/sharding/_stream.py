@@ -45,6 +45,32 @@ async def _close_all(sources: Sequence[Source]) -> None:
             logger.warning("shard %s: closing its stream failed", shard, exc_info=True)
 
 
+async def _next_pair(source: Source, failures: dict[str, BaseException], partial: bool) -> Any:
+    """The source's next ``(key, item)``; None at its end, or when it failed (then recorded)."""
+    shard, iterator = source
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return None
+    except Exception as exc:
+        record_failure(shard, exc, failures, partial)
+        return None
+
+
+async def _first_pairs(
+    sources: Sequence[Source], failures: dict[str, BaseException], partial: bool
+) -> list[Any]:
+    """Every source's first ``(key, item)`` (or None), awaited at once: each shard opens its
+    cursor concurrently."""
+    results = await asyncio.gather(
+        *(_next_pair(source, failures, partial) for source in sources), return_exceptions=True
+    )
+    for outcome in results:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return results
+
+
 async def merge_sorted(
     sources: Sequence[Source], *, failures: dict[str, BaseException], partial: bool
 ) -> AsyncGenerator[Any, None]:
@@ -54,29 +80,15 @@ async def merge_sorted(
     with equal keys come in source order. Failed sources raise :class:`ShardError`, or
     with ``partial`` are recorded in ``failures`` and dropped.
     """
-    heap: list[tuple[Any, int, Any]] = []
-
-    async def advance(index: int) -> None:
-        shard, iterator = sources[index]
-        try:
-            key, item = await iterator.__anext__()
-        except StopAsyncIteration:
-            return
-        except Exception as exc:
-            record_failure(shard, exc, failures, partial)
-            return
-        heapq.heappush(heap, (key, index, item))
-
     try:
-        # The first item of every source at once: each shard opens its cursor concurrently.
-        results = await asyncio.gather(*(advance(i) for i in range(len(sources))), return_exceptions=True)
-        for outcome in results:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        heap = [(p[0], i, p[1]) for i, p in enumerate(await _first_pairs(sources, failures, partial)) if p]
+        heapq.heapify(heap)
         while heap:
             _, index, item = heapq.heappop(heap)
             yield item
-            await advance(index)
+            pair = await _next_pair(sources[index], failures, partial)
+            if pair is not None:
+                heapq.heappush(heap, (pair[0], index, pair[1]))
     finally:
         await _close_all(sources)
 
@@ -90,28 +102,12 @@ async def chain_sources(
     cursor and, fetching each next chunk ahead (``Manager.iterate``), keeps its server busy
     while the shards before it are yielded. Memory stays at about two chunks per shard.
     """
-    firsts: list[Any] = [None] * len(sources)
-    missing = object()
-
-    async def first(index: int) -> None:
-        shard, iterator = sources[index]
-        try:
-            firsts[index] = (await iterator.__anext__())[1]
-        except StopAsyncIteration:
-            firsts[index] = missing
-        except Exception as exc:
-            record_failure(shard, exc, failures, partial)
-            firsts[index] = missing
-
     try:
-        results = await asyncio.gather(*(first(i) for i in range(len(sources))), return_exceptions=True)
-        for outcome in results:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        for (shard, iterator), item in zip(sources, firsts, strict=True):
-            if item is missing:
+        firsts = await _first_pairs(sources, failures, partial)
+        for (shard, iterator), first in zip(sources, firsts, strict=True):
+            if first is None:
                 continue
-            yield item
+            yield first[1]
             try:
                 async for _, item in iterator:
                     yield item
