@@ -29,11 +29,12 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._errors import PoolTimeout
 from ._periodic import Periodic
-from ._replication import NodeStatus, Position, most_advanced, parse_status, status_sql
+from ._replication import NodeStatus, Position, parse_status, status_sql, surviving_position
 from ._verify import rejection
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class NodeHealth:
     def record_position(self, position: Position) -> None:
         """A replayed position read outside the monitor's rounds (a causal read waiting)."""
         if self.status is not None:
-            self.status = NodeStatus(self.status.is_replica, position)
+            self.status = replace(self.status, position=position)
 
     def staleness(self, now: float) -> float | None:
         """Upper bound on how old the node's data is at ``now``; None if unknown."""
@@ -188,12 +189,13 @@ class HealthMonitor(Periodic):
         replicas = list(self._replicas())
         statuses = await asyncio.gather(*(self._check(node) for node in replicas))
         if position is None and not primary.health.up and primary is self._primary():
-            # A primary that is down commits nothing: what survives of its stream is what the
-            # most advanced replica holds. Dated against that, reads stay on the replicas that
-            # hold it, and max_lag keeps them off those it left behind when it went down.
-            best = most_advanced([s.position for s in statuses if s is not None and s.position is not None])
-            if best is not None:
-                self._record_primary_position(primary, started, started_wall, best)
+            # A primary that is down commits nothing: what survives of its stream is the most
+            # any replica holds, received or replayed (a synchronous standby acknowledges what
+            # it has only flushed). Dated against that, reads stay on the replicas that have
+            # replayed it, and max_lag keeps them off those it left behind when it went down.
+            survivor = surviving_position(statuses)
+            if survivor is not None:
+                self._record_primary_position(primary, started, started_wall, survivor)
         for node, status in zip(replicas, statuses, strict=True):
             if status is not None and status.position is not None:
                 self._date_replica(node, status.position)

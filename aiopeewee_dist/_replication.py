@@ -22,6 +22,7 @@ __all__ = [
     "parse_status",
     "position_sql",
     "status_sql",
+    "surviving_position",
 ]
 
 
@@ -99,7 +100,30 @@ class NodeStatus:
     """What one status query says about a server."""
 
     is_replica: bool
+    #: Replayed (a replica) or written (a primary): what reads there see.
     position: Position | None
+    #: A replica's stream received and flushed, replayed or not (None where the server does
+    #: not say): with synchronous replication, acknowledged commits may be only this far.
+    received: Position | None = None
+
+    @property
+    def holds(self) -> Position | None:
+        """The furthest position the server holds, replayed or only received."""
+        if self.received is None or self.position is None:
+            return self.position
+        return self.received if self.received.covers(self.position) else self.position
+
+
+def surviving_position(statuses: list[NodeStatus | None]) -> Position | None:
+    """What survives of a stream whose primary is down: the furthest any replica holds.
+
+    None while any replica did not answer or tell its position: the silent one may hold more,
+    and a replica dated against the others would look fresh without commits it lacks.
+    """
+    held = [status.holds if status is not None else None for status in statuses]
+    if not held or any(position is None for position in held):
+        return None
+    return most_advanced([position for position in held if position is not None])
 
 
 def status_sql(dialect: str) -> str | None:
@@ -107,7 +131,8 @@ def status_sql(dialect: str) -> str | None:
     if dialect == "postgresql":
         return (
             "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
-            "THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END"
+            "THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END, "
+            "pg_last_wal_receive_lsn()"
         )
     if dialect == "mysql":
         return "SELECT @@read_only, @@gtid_binlog_pos, @@gtid_slave_pos"
@@ -125,8 +150,8 @@ def position_sql(dialect: str) -> str | None:
 
 def parse_status(dialect: str, row: Any) -> NodeStatus:
     if dialect == "postgresql":
-        in_recovery, lsn = row
-        return NodeStatus(bool(in_recovery), Position.from_lsn(str(lsn)) if lsn else None)
+        in_recovery, lsn, received = row
+        return NodeStatus(bool(in_recovery), parse_position(dialect, lsn), parse_position(dialect, received))
     read_only, binlog_pos, slave_pos = row
     is_replica = bool(int(read_only))
     text = slave_pos if is_replica else binlog_pos

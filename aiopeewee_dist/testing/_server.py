@@ -74,8 +74,9 @@ class FakeServer:
     committed transactions, in commit order, when it is next asked anything: at once by default,
     ``replay_delay`` seconds late with :meth:`delay`, not at all while :meth:`pause` d. Its
     position (the number of transactions it holds) is what the health monitor reads, through the
-    same status query it sends PostgreSQL: ``pg_is_in_recovery()``, ``pg_last_wal_replay_lsn()``
-    and ``pg_current_wal_flush_lsn()`` are functions of every session.
+    same status query it sends PostgreSQL: ``pg_is_in_recovery()``, ``pg_last_wal_replay_lsn()``,
+    ``pg_last_wal_receive_lsn()`` (a replica receives at once; only replay waits) and
+    ``pg_current_wal_flush_lsn()`` are functions of every session.
 
     Scripted behaviour, each effective at once for every session:
 
@@ -267,6 +268,11 @@ class FakeServer:
         def replay_lsn() -> str | None:
             return self.lsn() if self.read_only else None
 
+        def receive_lsn() -> str | None:
+            # Every replica receives its source's commits at once; only their replay waits.
+            source = self.source
+            return source.lsn() if self.read_only and source is not None else None
+
         def current_lsn() -> str:
             if self.read_only:
                 raise sqlite3.OperationalError("recovery is in progress")
@@ -275,6 +281,7 @@ class FakeServer:
         return {
             "pg_is_in_recovery": lambda: int(self.read_only),
             "pg_last_wal_replay_lsn": replay_lsn,
+            "pg_last_wal_receive_lsn": receive_lsn,
             "pg_current_wal_flush_lsn": current_lsn,
             "pg_current_wal_lsn": current_lsn,
         }

@@ -11,11 +11,13 @@ from aiopeewee_dist import ConfigurationError
 from aiopeewee_dist._cli import main
 from aiopeewee_dist._replication import (
     UNKNOWN_POSITION,
+    NodeStatus,
     Position,
     parse_position,
     parse_status,
     position_sql,
     status_sql,
+    surviving_position,
 )
 from aiopeewee_dist.testing import FakeCluster
 
@@ -69,7 +71,22 @@ def test_status_and_position_queries_per_dialect() -> None:
     assert replica.is_replica and replica.position == Position.from_gtid("0-1-18")
     primary = parse_status("mysql", ("0", "0-1-20", ""))
     assert not primary.is_replica and primary.position == Position.from_gtid("0-1-20")
-    assert parse_status("postgresql", (False, None)).position is None
+    assert parse_status("postgresql", (False, None, None)).position is None
+    standby = parse_status("postgresql", (True, "0/10", "0/30"))
+    assert standby.position == Position.from_lsn("0/10") and standby.holds == Position.from_lsn("0/30")
     assert parse_position("postgresql", "0/10") == Position.from_lsn("0/10")
     assert parse_position("mysql", b"0-1-3") == Position.from_gtid("0-1-3")
     assert parse_position("mysql", None) is None
+
+
+def test_what_survives_a_dead_primary_is_the_most_any_replica_holds() -> None:
+    def standby(replayed: str, received: str | None = None) -> NodeStatus:
+        return parse_status("postgresql", (True, replayed, received))
+
+    # Flushed but not replayed counts: a synchronous standby acknowledges commits only flushed.
+    assert surviving_position([standby("0/20", "0/20"), standby("0/10", "0/30")]) == Position.from_lsn("0/30")
+    # A walreceiver restarting reports the start of its segment, behind what it replayed.
+    assert surviving_position([standby("0/20", "0/0"), standby("0/10")]) == Position.from_lsn("0/20")
+    # A replica that did not answer may hold more than any that did: nothing is known.
+    assert surviving_position([standby("0/20", "0/20"), None]) is None
+    assert surviving_position([]) is None

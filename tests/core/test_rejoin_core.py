@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
+from aiopeewee_dist import NodeUnavailable
 from aiopeewee_dist.testing import FakeCluster
 from core.fakes import Item, MakeManager
 
@@ -103,3 +106,55 @@ async def test_while_the_primary_is_down_replicas_are_dated_against_the_most_adv
     for _ in range(20):
         assert await manager.count(Item.select()) == 1
     assert manager.stats()["router"].get("reads:replica-2", 0) == before
+
+
+async def test_while_the_primary_is_down_a_silent_replica_leaves_the_others_undated(
+    make_manager: MakeManager, fake: FakeCluster
+) -> None:
+    # The silent one may hold commits the others lack (it may be the one a failover promotes):
+    # dated against those that answered, a replica behind it would look fresh without them.
+    manager = make_manager(health_check_interval=30.0, max_lag=60.0, eject_after=1)
+    await manager.create_tables([Item])
+    behind = manager.node("replica-2")
+    fake.replicas[1].pause()
+    await manager.create(Item, name="a")  # replayed by replica-1 only
+    await manager.check_connections()
+    dated = behind.health.fresh_as_of
+    fake.replicas[0].down()
+    fake.primary.down()
+    for _ in range(3):
+        await manager.check_connections()
+    assert not manager.primary_node.health.up
+    assert behind.health.fresh_as_of == dated
+
+
+async def test_while_the_primary_is_down_commits_received_but_not_replayed_count(
+    make_manager: MakeManager, fake: FakeCluster
+) -> None:
+    # A synchronous standby acknowledges commits it has flushed and not yet replayed: a replica
+    # that replayed more than the standby did still lacks them.
+    manager = make_manager(health_check_interval=0.1, max_lag=0.3, eject_after=1)
+    await manager.create_tables([Item])
+    standby, other = fake.replicas
+    await manager.create(Item, name="a")
+    await manager.check_connections()  # both dated, as of a
+    standby.pause()  # replayed a
+    await manager.create(Item, name="b")
+    other.pause()  # replayed a and b
+    await manager.create(Item, name="c")  # received by both, replayed by neither
+    await manager.check_connections()
+    fake.primary.down()
+    down_at = time.monotonic()
+    for _ in range(3):
+        await manager.check_connections()
+    assert not manager.primary_node.health.up
+    assert all(node.health.fresh_as_of < down_at for node in manager.replicas)
+    await asyncio.sleep(0.35)  # every replica is now older than max_lag
+    with pytest.raises(NodeUnavailable):
+        await manager.count(Item.select())
+    standby.resume()
+    await manager.check_connections()
+    assert manager.node("replica-1").health.fresh_as_of > down_at
+    for _ in range(20):
+        assert await manager.count(Item.select()) == 3
+    assert manager.stats()["router"].get("reads:replica-2", 0) == 0
