@@ -25,7 +25,7 @@ from ._query import compile_query, shape_result
 from ._readahead import read_ahead
 from ._replication import Position, parse_position, position_sql
 from ._rows import RowBuilder, row_builder
-from ._server_errors import refuses_writes
+from ._server_errors import not_ready, refuses_writes
 from ._shapes import shape_of, statement_for
 from ._sharing import SharedCheckout
 from ._sqllog import SQL_LOGGER, log_statement
@@ -311,6 +311,8 @@ class Node:
             if driver.is_closed(conn):
                 self.expire_connections()  # its idle siblings most likely died with it
                 raise NodeUnavailable(f"node {self.name!r}: connection lost: {exc}") from exc
+            if not_ready(exc):  # nothing ran, and another node may answer: as good as unreachable
+                raise NodeUnavailable(f"node {self.name!r} is not ready for statements: {exc}") from exc
             binding = _context.bound(self)
             if self.role == "primary" and refuses_writes(exc) and not (binding and binding.read_only):
                 # A read-only session refuses writes by design; a read-only server was demoted.
@@ -411,10 +413,8 @@ class Node:
     # -- observability -------------------------------------------------------------
 
     def get_stats(self) -> dict[str, int]:
-        """Pool measures (size, available, waiting, acquired, ...) plus queries and errors.
-
-        A SQLite node's writer and reader pools are summed, counters included.
-        """
+        """Pool measures (size, available, waiting, acquired, ...) plus queries and errors; a SQLite
+        node's writer and reader pools are summed, counters included."""
         stats = self.pool.get_stats()
         if self._statements is not self.pool:  # statements waiting to share the writer connection
             stats["waiting"] += self._statements.waiting

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-__all__ = ["is_conflict", "refuses_writes"]
+__all__ = ["is_conflict", "not_ready", "refuses_writes"]
 
 #: SQLSTATEs meaning "rolled back because of concurrent transactions: run it again".
 CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
@@ -24,6 +24,10 @@ READ_ONLY_SQLSTATES = frozenset({"25006"})
 #: any option that prevents a statement (``--secure-file-priv`` too): its message says which.
 #: (1792, a READ ONLY transaction, is the caller's own choice, never a demoted server.)
 READ_ONLY_MYSQL_ERRORS = frozenset({1290})
+
+#: MariaDB Galera: "WSREP has not yet prepared node for application use" (SQLSTATE 08S01). A node
+#: joining the cluster, or cut off in a non-primary component, refuses every statement unrun.
+NOT_READY_MYSQL_ERRORS = frozenset({1047})
 
 
 def _codes(exc: BaseException) -> tuple[str | None, int | None]:
@@ -82,3 +86,9 @@ def refuses_writes(exc: BaseException) -> bool:
             state in READ_ONLY_SQLSTATES or (number in READ_ONLY_MYSQL_ERRORS and "read-only" in str(error))
         ),
     )
+
+
+def not_ready(exc: BaseException) -> bool:
+    """Whether the server refused the statement, unrun, because it cannot serve any now (a Galera
+    node that is not Synced in the primary component)."""
+    return _any_error(exc, lambda _, state, number: number in NOT_READY_MYSQL_ERRORS)

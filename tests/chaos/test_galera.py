@@ -24,6 +24,7 @@ from chaos.ha import (
     GALERA_RESUME_BOUND,
     HA_HEALTH,
     as_topology,
+    fresh_table,
     galera_topology,
     in_thread,
     steady_load,
@@ -32,7 +33,7 @@ from chaos.ha import (
 )
 from chaos.invariants import check_invariants, record
 from chaos.scenario import SCALE
-from chaos.workload import Load
+from chaos.workload import ChaosRow, Load
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
@@ -174,3 +175,35 @@ async def test_conflicting_transfers_on_two_nodes_keep_the_total() -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_reads_skip_a_node_cut_off_before_the_provider_sees_it() -> None:
+    """Cut off in a non-primary component, a node refuses every statement with MariaDB error
+    1047 until the provider's next refresh takes it out of the rotation; reads meanwhile go to
+    another node. (The provider is asked only at start here, so the reads meet the refusal.)"""
+    galera = galera_topology()
+    manager = await Manager.from_provider(provider(galera), refresh_interval=60.0, **HA_HEALTH)
+    victim = ""
+
+    def isolate(name: str, on: bool) -> None:
+        galera.sql(name, f"SET GLOBAL wsrep_provider_options='gmcast.isolate={int(on)}'")
+
+    try:
+        await fresh_table(manager)
+        await manager.create(ChaosRow, id=1, amount=1)
+        victim = manager.replicas[0].name
+        await in_thread(isolate, victim, True)
+
+        # The others stop hearing from it after evs.suspect_timeout (5 s by default).
+        async def cut_off() -> bool:
+            return (await in_thread(galera.wsrep, victim)).get("wsrep_ready") == "OFF"
+
+        await wait_for(cut_off, 30, f"{victim} cut off")
+        for _ in range(4 * len(manager.nodes)):
+            assert await manager.count(ChaosRow.select()) == 1
+        assert not manager.node(victim).healthy
+    finally:
+        if victim:
+            await in_thread(isolate, victim, False)
+            await wait_for(lambda: in_thread(galera.synced, victim, len(galera.nodes)), 60, f"{victim} back")
+        await manager.close()

@@ -11,7 +11,7 @@ import pytest
 
 from aiopeewee_dist import CommitOutcomeUnknown, ConfigurationError, Manager, TransactionError
 from aiopeewee_dist._retry import RetryPolicy
-from aiopeewee_dist._server_errors import is_conflict, refuses_writes
+from aiopeewee_dist._server_errors import is_conflict, not_ready, refuses_writes
 from aiopeewee_dist.testing import FakeCluster, Statement
 from core.fakes import Item
 
@@ -269,3 +269,12 @@ def test_a_conflict_is_found_in_peewees_orig_without_chaining() -> None:
     assert getattr(wrapped, "orig", None) is driver_error
     assert is_conflict(wrapped)
     assert not is_conflict(peewee.OperationalError("something else"))
+
+
+def test_not_ready_knows_a_galera_node_that_refuses_every_statement() -> None:
+    refusal = pymysql.err.OperationalError(1047, "WSREP has not yet prepared node for application use")
+    assert not_ready(refusal)
+    assert not_ready(peewee.OperationalError(refusal))
+    assert not not_ready(mysql_error(1213))
+    assert not not_ready(pg_error("57P03"))
+    assert not not_ready(Exception(1047, "not from a MySQL driver"))

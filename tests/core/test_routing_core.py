@@ -10,6 +10,7 @@ import pytest
 from aiopeewee_dist import (
     ConfigurationError,
     Manager,
+    NodeUnavailable,
     NoHealthyReplica,
     ReadOnlyError,
     RoutingError,
@@ -183,3 +184,28 @@ async def test_read_retried_once_on_another_replica(make_manager: MakeManager, f
     stats = manager.stats()
     assert stats["router"]["retries"] == 1
     assert stats["replica-2"]["up"] is False  # ejected at once by the failed query
+
+
+async def test_a_replica_not_ready_for_statements_is_skipped_like_an_unreachable_one(
+    make_manager: MakeManager, fake: FakeCluster
+) -> None:
+    # A Galera node joining, or cut off in a non-primary component, refuses every statement
+    # unrun (MariaDB error 1047): the read goes to another node, the node leaves the rotation.
+    pymysql = pytest.importorskip("pymysql")
+    manager = make_manager(health_check_interval=30.0, read_your_writes=None)
+    await manager.create_tables([Item])
+    await manager.create(Item, name="a")
+    await manager.check_connections()
+
+    def refuse(server: FakeServer) -> None:
+        message = "WSREP has not yet prepared node for application use"
+        server.fail_next(pymysql.err.OperationalError(1047, message), match="core_item")
+
+    refuse(fake.replicas[0])
+    for _ in range(2):  # one of them reaches replica-1
+        assert [i.name for i in await manager.execute(Item.select())] == ["a"]
+    assert not manager.node("replica-1").healthy and manager.node("replica-2").healthy
+    # Asked by name, the node is not replaced: the caller learns it is unavailable.
+    refuse(fake.replicas[1])
+    with pytest.raises(NodeUnavailable, match="not ready for statements"):
+        await manager.execute(Item.select(), node="replica-2")
