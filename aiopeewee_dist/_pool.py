@@ -196,7 +196,6 @@ class ConnectionPool:
                 return await self._open_one()
             received = await self._wait(deadline)
             if received is not None:
-                self._in_use += 1
                 return received
 
     async def acquire_within(self, timeout: float) -> PooledConnection:
@@ -297,16 +296,18 @@ class ConnectionPool:
         self._waiters.append(fut)
         try:
             return await asyncio.wait_for(fut, max(deadline - time.monotonic(), 0))
-        except asyncio.TimeoutError:
-            detail = f"max_size={self.options.max_size}, in use={self._in_use}, waiting={len(self._waiters)}"
-            raise self.timed_out(detail) from None
-        except BaseException:
-            # Cancelled after a connection was handed to us: give it to the next one.
+        except BaseException as exc:
+            # Handed a connection (or room to open one) as this caller gave up, cancelled or, on
+            # Python 3.12+, timed out in the same step: the next waiter gets it.
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 handed = fut.result()
                 if handed is not None:
-                    self._in_use += 1
                     self.release(handed)
+                else:
+                    self._wake_one(None)
+            if isinstance(exc, asyncio.TimeoutError):
+                in_use, waiting = self._in_use, len(self._waiters)
+                raise self.timed_out(f"max_size={self.options.max_size}, {in_use=}, {waiting=}") from None
             raise
         finally:
             if fut in self._waiters:
@@ -323,16 +324,15 @@ class ConnectionPool:
         while self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():
+                self._in_use += pc is not None  # by the waiter it goes to, from now on
                 fut.set_result(pc)
                 return True
         return False
 
     def release(self, pc: PooledConnection, *, broken: bool = False) -> None:
         """Give a connection back. Never blocks and never raises, so cancellation cannot leak it.
-
-        A connection returned inside a transaction is rolled back (in the background)
-        before anyone else gets it; a broken or expired one is closed.
-        """
+        One returned inside a transaction is rolled back (in the background) before anyone else
+        gets it; a broken or expired one is closed."""
         if pc.epoch < self._loop_epoch:
             # Checked out under an earlier event loop: the counters were reset since.
             self._terminate(pc)
@@ -354,7 +354,7 @@ class ConnectionPool:
             self._spawn(self._reset(pc))
             return
         pc.idle_since = time.monotonic()
-        if not self._wake_one(pc):  # a waiter counts it as in use when it wakes
+        if not self._wake_one(pc):
             self._put_idle(pc)
 
     def _put_idle(self, pc: PooledConnection) -> None:

@@ -158,3 +158,51 @@ async def test_expire_on_failure_and_stats(manager: Manager, fake: FakeCluster) 
     assert stats["primary"]["queries"] >= 3
     assert stats["primary"]["latency_p50_ms"] is not None
     assert repr(manager.node("primary").pool).startswith("<ConnectionPool 'primary'")
+
+
+@pytest.fixture
+def wait_for_as_in_312(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.12's wait_for: asyncio.timeout underneath. A result that arrives in the same loop
+    step as the waiter's timeout or cancellation is dropped (3.11's returns it instead)."""
+
+    async def wait_for(fut: asyncio.Future[object], timeout: float) -> object:
+        async with asyncio.timeout(timeout):
+            return await fut
+
+    monkeypatch.setattr(asyncio, "wait_for", wait_for)
+
+
+@pytest.mark.usefixtures("wait_for_as_in_312")
+async def test_a_connection_handed_over_as_its_waiter_times_out_goes_to_the_next(
+    make_manager: MakeManager,
+) -> None:
+    # The release and the waiter's timeout fall due in one loop step (the loop was blocked past
+    # both), the release first.
+    manager = make_manager(max_size=1, acquire_timeout=0.2)
+    node = manager.node("primary")
+    held = await node.pool.acquire()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    waiter = asyncio.create_task(node.pool.acquire())
+    await asyncio.sleep(0)  # the waiter's timeout is due at start + 0.2 or a little later
+    loop.call_at(start + 0.1, time.sleep, 0.2)  # blocks the loop past both
+    loop.call_at(start + 0.15, node.pool.release, held)
+    with pytest.raises(PoolTimeout):
+        await waiter
+    again = await asyncio.wait_for(node.pool.acquire(), 1.0)  # not lost with the waiter
+    node.pool.release(again)
+    assert (pool(manager)["acquired"], pool(manager)["size"]) == (0, 1)
+
+
+@pytest.mark.usefixtures("wait_for_as_in_312")
+async def test_room_handed_to_a_waiter_that_gives_up_goes_to_the_next(make_manager: MakeManager) -> None:
+    manager = make_manager(max_size=1, acquire_timeout=5.0)
+    node = manager.node("primary")
+    held = await node.pool.acquire()
+    first, second = (asyncio.create_task(node.pool.acquire()) for _ in range(2))
+    await asyncio.sleep(0.01)
+    node.pool.release(held, broken=True)  # room to open one: handed to the first waiter
+    first.cancel()  # which gives up before it could use it
+    pc = await asyncio.wait_for(second, 1.0)
+    node.pool.release(pc)
+    assert first.cancelled()
