@@ -201,7 +201,9 @@ async def test_reads_skip_a_node_cut_off_before_the_provider_sees_it() -> None:
         await wait_for(cut_off, 30, f"{victim} cut off")
         for _ in range(4 * len(manager.nodes)):
             assert await manager.count(ChaosRow.select()) == 1
-        assert not manager.node(victim).healthy
+        # Ejected by the failed read (its status query still answers, so the health checks may
+        # readmit it meanwhile, until the reads eject it again).
+        assert manager.node(victim).health.ejections >= 1
     finally:
         if victim:
             await in_thread(isolate, victim, False)
