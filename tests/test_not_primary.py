@@ -1,9 +1,9 @@
 """A node taken for the primary that has become read-only refuses writes with ``NotPrimary``.
 
 That is a leader demoted by a switchover which the manager has not heard of yet. Here the
-manager's "primary" is a real standby, on every PostgreSQL driver: its refusal (SQLSTATE 25006)
-must reach the caller as the library's error, which says that nothing was committed, and not
-as the driver's ``InternalError``.
+manager's "primary" is a real standby, on every PostgreSQL driver and on MariaDB: its refusal
+(SQLSTATE 25006; MariaDB's error 1290, running with --read-only) must reach the caller as the
+library's error, which says that nothing was committed, and not as the driver's error.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import peewee
 import pytest
-from conftest import PG_BACKENDS, topology_for
+from conftest import CLUSTER_BACKENDS, topology_for
 
 from aiopeewee_dist import Manager, NodeUnavailable, NotPrimary
 
@@ -26,7 +26,7 @@ class Demoted(peewee.Model):
         table_name = "not_primary_item"
 
 
-@pytest.mark.parametrize("backend", PG_BACKENDS)
+@pytest.mark.parametrize("backend", CLUSTER_BACKENDS)
 async def test_a_standby_taken_for_the_primary_refuses_writes_with_not_primary(
     backend: str, tmp_path: Path
 ) -> None:
