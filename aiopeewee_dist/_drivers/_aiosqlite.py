@@ -95,6 +95,10 @@ class AiosqliteDriver(Driver):
         await conn
         try:
             if read_only:
+                # The journal mode is the writer's business (WAL is kept in the file). Readers
+                # opened together on a new file would each take the lock to set it, and the
+                # loser's connect fails at once with "database is locked".
+                pragmas.pop("journal_mode", None)
                 pragmas["query_only"] = "1"
             for key, value in pragmas.items():
                 # Through _run, which closes its cursor: an open PRAGMA cursor keeps a
