@@ -15,6 +15,7 @@ import random
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -626,14 +627,19 @@ async def test_streaming_fan_out_yields_the_materialised_rows_in_order(
     chunk, received, consumed = 64, dict.fromkeys(sharded.shards, 0), dict.fromkeys(sharded.shards, 0)
     query = ShUser.select().order_by(ShUser.score, ShUser.id)
 
-    def counting_raw_pairs(chunks: Any, shape: Any, key: Any) -> Any:
-        def counted(result: Any) -> list[Any]:
-            rows = list(shape(result))
-            if rows:
-                received[sharded.shard_for(ShUser, rows[0].id)] += len(rows)
-            return rows
+    def counting_raw_pairs(chunks: Any, query: Any, key: Any) -> Any:
+        async def counted(results: Any) -> AsyncIterator[Any]:
+            async for result in results:  # a shard's raw chunk, as it arrives (id first)
+                if result.rows:
+                    received[sharded.shard_for(ShUser, result.rows[0][0])] += len(result.rows)
+                yield result
 
-        return real_raw_pairs(chunks, counted, key)
+        @asynccontextmanager
+        async def counting() -> AsyncIterator[Any]:
+            async with chunks as results:
+                yield counted(results)
+
+        return real_raw_pairs(counting(), query, key)
 
     monkeypatch.setattr(_fanout, "raw_pairs", counting_raw_pairs)
     async with sharded.iterate(query, shards="all", chunk_size=chunk) as stream:

@@ -6,11 +6,9 @@ ends up on one shard runs the query as it is: nothing to merge, nothing to refus
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._compat import cursor_wrapper
 from .._errors import RoutingError
 from ._gather import FanOutResult, gather_shards
 from ._merge import merge_results
@@ -92,8 +90,7 @@ def fan_out_stream(
         )
     clone = shard_query(query, plan)
     key: Callable[[Sequence[Any]], Any] = plan.sort_key if plan.order else (lambda row: None)
-    shape = functools.partial(cursor_wrapper, query)
-    sources = [(s, raw_pairs(managers[s].iterate(clone, chunk_size=chunk_size), shape, key)) for s in targets]
+    sources = [(s, raw_pairs(managers[s].iterate(clone, chunk_size=chunk_size), query, key)) for s in targets]
     merge = merge_sorted if plan.order else chain_sources
     merged = merge(sources, failures=failures, partial=partial)
     return FanOutStream(page(merged, plan.offset, plan.stop), failures)

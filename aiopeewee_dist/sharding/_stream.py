@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from typing import Any
 
+from .._compat import cursor_wrapper
 from .._errors import ShardError
+from .._rows import row_builder
 from ._gather import record_failure
 
 __all__ = [
@@ -118,14 +120,22 @@ async def chain_sources(
 
 
 async def raw_pairs(
-    chunks: Any, shape: Callable[[Any], Iterable[Any]], key: Callable[[Sequence[Any]], Any]
+    chunks: Any, query: Any, key: Callable[[Sequence[Any]], Any]
 ) -> AsyncGenerator[tuple[Any, Any], None]:
-    """``(sort key, shaped row)`` for each row of a shard's stream of raw chunks."""
+    """``(sort key, row shaped as query's)`` for each row of a shard's stream of raw chunks.
+
+    A model instance is made as the merge takes its row: a chunk of them alive at once
+    outlives young GC passes, which then cost more than the building (see Node._stream).
+    """
     async with chunks as results:
         async for chunk in results:
-            raw = list(chunk.rows)
-            shaped = list(shape(chunk))
-            for raw_row, row in zip(raw, shaped, strict=True):
+            build = row_builder(query, chunk.description)
+            if build is not None:
+                for raw_row in chunk.rows:
+                    yield key(raw_row), build(raw_row)
+                continue
+            raw = list(chunk.rows)  # before Peewee's wrapper reads the result
+            for raw_row, row in zip(raw, list(cursor_wrapper(query, chunk)), strict=True):
                 yield key(raw_row), row
 
 

@@ -5,6 +5,7 @@ streaming, dead shards and ``partial``, shard transactions, walks and batch proc
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import random
 import sqlite3
@@ -280,6 +281,20 @@ async def test_streaming_fan_out_matches_the_materialised_rows(sharded: ShardedM
                 break
     for shard_stats in sharded.stats().values():
         assert all(entry["acquired"] == 0 for name, entry in shard_stats.items() if name != "router")
+
+
+async def test_a_sorted_fan_out_stream_makes_instances_as_they_are_taken(sharded: ShardedManager) -> None:
+    # As on one node: a chunk of instances alive at once outlives young GC passes.
+    await sharded.insert_many(User, [{"id": k, "name": f"n{k}", "score": k % 7} for k in range(1, 601)])
+    gc.collect()
+    before = sum(type(obj) is User for obj in gc.get_objects())
+    seen = []
+    query = User.select().order_by(User.score, User.id)
+    async with sharded.iterate(query, shards="all", chunk_size=100) as stream:
+        async for row in stream:
+            if row.id in (5, 300, 590):
+                seen.append(sum(type(obj) is User for obj in gc.get_objects()) - before)
+    assert len(seen) == 3 and max(seen) <= 2 * len(sharded.shards), seen
 
 
 async def test_a_dead_shard_is_named_and_partial_returns_the_others(
