@@ -72,10 +72,19 @@ async def verdict(
 async def test_reader_killed_under_load() -> None:
     async with galera_load() as (galera, manager, load):
         victim = manager.replicas[0].name
+        survivors = [n.name for n in galera.nodes if n.name != victim]
         with load.outage():
             await in_thread(galera.kill_node, victim)
             await wait_for(
                 lambda: victim not in {n.name for n in manager.replicas}, 15, f"{victim} out of rotation"
+            )
+            # Restarted before the survivors have evicted it (evs.suspect_timeout, 5 s), the
+            # node rejoins under its old membership: on a loaded machine that once cost the
+            # survivors their primary component for 3 s, when every node refuses every read.
+            await wait_for(
+                lambda: in_thread(lambda: all(galera.synced(name, 2) for name in survivors)),
+                30,
+                f"{', '.join(survivors)} Primary without {victim}",
             )
             await asyncio.sleep(SCALE.fault)
         restarted = time.monotonic()
