@@ -112,8 +112,13 @@ class NodeHealth:
 
     def covers(self, needed: Position) -> bool:
         """Whether the node's last known replayed position includes ``needed`` (causal reads)."""
-        position = self.position
-        return position is not None and position.covers(needed)
+        status = self.status
+        return (
+            status is not None
+            and status.streaming
+            and status.position is not None
+            and status.position.covers(needed)
+        )
 
     def holds_writes_before(self, written_at: float) -> bool:
         """Proven: the node holds every commit acknowledged before wall-clock ``written_at``.
@@ -197,7 +202,7 @@ class HealthMonitor(Periodic):
             if survivor is not None:
                 self._record_primary_position(primary, started, started_wall, survivor)
         for node, status in zip(replicas, statuses, strict=True):
-            if status is not None and status.position is not None:
+            if status is not None and status.position is not None and status.streaming:
                 self._date_replica(node, status.position)
         self.rounds += 1
         await self._detect_failover(primary, primary_status, replicas, statuses)

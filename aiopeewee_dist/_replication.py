@@ -105,6 +105,10 @@ class NodeStatus:
     #: A replica's stream received and flushed, replayed or not (None where the server does
     #: not say): with synchronous replication, acknowledged commits may be only this far.
     received: Position | None = None
+    #: False for a standby that replayed past what its stream delivered: WAL of its own, as an
+    #: old primary restarted before it was rewound has. That WAL may be another timeline's,
+    #: whose positions compare with nothing in the primary's.
+    streaming: bool = True
 
     @property
     def holds(self) -> Position | None:
@@ -151,7 +155,9 @@ def position_sql(dialect: str) -> str | None:
 def parse_status(dialect: str, row: Any) -> NodeStatus:
     if dialect == "postgresql":
         in_recovery, lsn, received = row
-        return NodeStatus(bool(in_recovery), parse_position(dialect, lsn), parse_position(dialect, received))
+        replayed, got = parse_position(dialect, lsn), parse_position(dialect, received)
+        streaming = not in_recovery or (replayed is not None and got is not None and got.covers(replayed))
+        return NodeStatus(bool(in_recovery), replayed, got, streaming)
     read_only, binlog_pos, slave_pos = row
     is_replica = bool(int(read_only))
     text = slave_pos if is_replica else binlog_pos

@@ -74,6 +74,10 @@ def test_status_and_position_queries_per_dialect() -> None:
     assert parse_status("postgresql", (False, None, None)).position is None
     standby = parse_status("postgresql", (True, "0/10", "0/30"))
     assert standby.position == Position.from_lsn("0/10") and standby.holds == Position.from_lsn("0/30")
+    assert standby.streaming and parse_status("postgresql", (False, "0/10", None)).streaming
+    # Replayed past what its stream delivered (an old primary before its rewind), or no stream.
+    assert not parse_status("postgresql", (True, "0/50000A0", "0/5000000")).streaming
+    assert not parse_status("postgresql", (True, "0/10", None)).streaming
     assert parse_position("postgresql", "0/10") == Position.from_lsn("0/10")
     assert parse_position("mysql", b"0-1-3") == Position.from_gtid("0-1-3")
     assert parse_position("mysql", None) is None

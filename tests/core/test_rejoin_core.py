@@ -158,3 +158,26 @@ async def test_while_the_primary_is_down_commits_received_but_not_replayed_count
     for _ in range(20):
         assert await manager.count(Item.select()) == 3
     assert manager.stats()["router"].get("reads:replica-2", 0) == 0
+
+
+async def test_an_old_primary_back_before_it_was_rewound_is_not_taken_as_caught_up(
+    make_manager: MakeManager, fake: FakeCluster
+) -> None:
+    # Restarted as a standby before pg_rewind, a failed-over primary replays its own WAL past the
+    # fork: its position is ahead of the new primary's, yet it lacks every commit since. What
+    # tells it apart is that its stream never delivered what it replayed.
+    manager = make_manager(health_check_interval=30.0, max_lag=60.0)
+    await manager.create_tables([Item])
+    successor = fake.replicas[0]
+    successor.pause()
+    for name in ("lost-1", "lost-2", "lost-3"):
+        await manager.create(Item, name=name)  # not on the successor
+    old = fake.failover(successor, keep_old=True)
+    await manager.replace_primary("replica-1")
+    await manager.create(Item, name="after the failover")
+    node = await manager.add_replica(old.url, name="old-primary")
+    for _ in range(3):
+        await manager.check_connections()
+    assert not node.healthy
+    for _ in range(10):
+        assert "after the failover" in {item.name for item in await manager.execute(Item.select())}
