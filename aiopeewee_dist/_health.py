@@ -112,13 +112,8 @@ class NodeHealth:
 
     def covers(self, needed: Position) -> bool:
         """Whether the node's last known replayed position includes ``needed`` (causal reads)."""
-        status = self.status
-        return (
-            status is not None
-            and status.streaming
-            and status.position is not None
-            and status.position.covers(needed)
-        )
+        position = self.status.comparable if self.status else None
+        return position is not None and position.covers(needed)
 
     def holds_writes_before(self, written_at: float) -> bool:
         """Proven: the node holds every commit acknowledged before wall-clock ``written_at``.
@@ -202,8 +197,9 @@ class HealthMonitor(Periodic):
             if survivor is not None:
                 self._record_primary_position(primary, started, started_wall, survivor)
         for node, status in zip(replicas, statuses, strict=True):
-            if status is not None and status.position is not None and status.streaming:
-                self._date_replica(node, status.position)
+            comparable = status.comparable if status else None
+            if comparable is not None:
+                self._date_replica(node, comparable)
         self.rounds += 1
         await self._detect_failover(primary, primary_status, replicas, statuses)
 

@@ -111,6 +111,11 @@ class NodeStatus:
     streaming: bool = True
 
     @property
+    def comparable(self) -> Position | None:
+        """The position, if it compares with the primary's (None for a standby not streaming)."""
+        return self.position if self.streaming else None
+
+    @property
     def holds(self) -> Position | None:
         """The furthest position the server holds, replayed or only received."""
         if self.received is None or self.position is None:
@@ -124,10 +129,13 @@ def surviving_position(statuses: list[NodeStatus | None]) -> Position | None:
     None while any replica did not answer or tell its position: the silent one may hold more,
     and a replica dated against the others would look fresh without commits it lacks.
     """
-    held = [status.holds if status is not None else None for status in statuses]
-    if not held or any(position is None for position in held):
-        return None
-    return most_advanced([position for position in held if position is not None])
+    held: list[Position] = []
+    for status in statuses:
+        position = None if status is None else status.holds
+        if position is None:
+            return None
+        held.append(position)
+    return most_advanced(held)
 
 
 def status_sql(dialect: str) -> str | None:
